@@ -1,0 +1,355 @@
+"""The BGP finite state machine of RFC 4271 section 8, sans-IO.
+
+A :class:`Session` owns one TCP connection's worth of protocol state.  It is fed
+connection events, received bytes and timer expiries, and returns a list of
+actions (bytes to send, timers to start/stop, connect/disconnect) and events
+(state changes, updates, notifications).  It never touches a socket or a clock.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..wire.capabilities import (
+    ADDPATH_RECEIVE,
+    AddPathCap,
+    Capability,
+    EnhancedRouteRefreshCap,
+    ExtendedMessageCap,
+    ExtendedNextHop,
+    FourOctetAs,
+    GracefulRestartCap,
+    Multiprotocol,
+    RouteRefreshCap,
+)
+from ..wire.constants import (
+    IPV4_UNICAST,
+    VPNV4,
+    CeaseSubcode,
+    ErrorCode,
+    Family,
+    FsmSubcode,
+    MessageType,
+    OpenSubcode,
+)
+from ..wire.context import CodecContext
+from ..wire.errors import OpenMessageError, RemoteProtocolError
+from ..wire.message import KEEPALIVE_BYTES, MessageReader, decode_body
+from ..wire.notification import Notification
+from ..wire.open import Open
+from ..wire.route_refresh import RouteRefresh
+from ..wire.update import Update
+from .events import (
+    Connect,
+    Disconnect,
+    Established,
+    NotificationReceived,
+    NotificationSent,
+    RouteRefreshReceived,
+    Send,
+    SessionDown,
+    StartTimer,
+    State,
+    StateChanged,
+    StopTimer,
+    Timer,
+    UpdateReceived,
+)
+from .negotiated import Negotiated, negotiate
+
+LARGE_HOLD_TIME = 240  # RFC 4271 section 8.2.2: hold timer in OpenSent
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """What one side of a session is configured with.
+
+    ``peer_as``: an ASN, ``"external"`` (any ASN but ours), ``"internal"`` (ours) or
+    ``None`` (any).
+    """
+
+    local_as: int
+    router_id: str
+    peer_as: int | str | None = None
+    families: tuple[Family, ...] = (IPV4_UNICAST,)
+    hold_time: int = 90
+    connect_retry: float = 5.0
+    idle_hold: float = 1.0
+    passive: bool = False
+    addpath_receive: tuple[Family, ...] = ()
+    graceful_restart_time: int | None = None  # announce RFC 4724 capability when set
+    extended_message: bool = True
+    extra_capabilities: tuple[Capability, ...] = field(default=())
+
+    def open_message(self) -> Open:
+        caps: list[Capability] = [Multiprotocol(f) for f in self.families]
+        caps += [RouteRefreshCap(), EnhancedRouteRefreshCap(), FourOctetAs(self.local_as)]
+        if self.extended_message:
+            caps.append(ExtendedMessageCap())
+        # RFC 8950: IPv4 (unicast and VPN) NLRI with IPv6 next hops.
+        enh = tuple((f, 2) for f in self.families if f.afi == 1)
+        if enh:
+            caps.append(ExtendedNextHop(enh))
+        if self.addpath_receive:
+            caps.append(AddPathCap(tuple((f, ADDPATH_RECEIVE) for f in self.addpath_receive)))
+        if self.graceful_restart_time is not None:
+            caps.append(GracefulRestartCap(False, False, self.graceful_restart_time, ()))
+        caps += list(self.extra_capabilities)
+        return Open(self.local_as, self.hold_time, self.router_id, tuple(caps))
+
+
+class Session:
+    """One BGP session's state machine (RFC 4271 section 8)."""
+
+    def __init__(self, config: SessionConfig) -> None:
+        self.config = config
+        self.state = State.IDLE
+        self.negotiated: Negotiated | None = None
+        self.peer_open: Open | None = None
+        self.local_open: Open = config.open_message()
+        self.connect_retry_counter = 0
+        self.last_error: str = ""
+        self._reader = MessageReader()
+        self._out: list = []
+        self._connected = False
+        self.messages_in = 0
+        self.messages_out = 0
+        self.updates_in = 0
+        self.updates_out = 0
+
+    # ------------------------------------------------------------------ helpers
+
+    def _emit(self, item) -> None:
+        self._out.append(item)
+
+    def _take(self) -> list:
+        out, self._out = self._out, []
+        return out
+
+    def _goto(self, new: State, reason: str = "") -> None:
+        if new is not self.state:
+            old, self.state = self.state, new
+            self._emit(StateChanged(old, new, reason))
+            if old is State.ESTABLISHED:
+                self._emit(SessionDown(reason))
+
+    def _send(self, data: bytes) -> None:
+        self.messages_out += 1
+        self._emit(Send(data))
+
+    def _send_notification(self, n: Notification) -> None:
+        self._send(n.encode())
+        self._emit(NotificationSent(n))
+
+    def _stop_all_timers(self) -> None:
+        for t in (Timer.CONNECT_RETRY, Timer.HOLD, Timer.KEEPALIVE):
+            self._emit(StopTimer(t))
+
+    def _fail(self, reason: str, notification: Notification | None = None, restart: bool = True) -> None:
+        """Drop to Idle: optionally notify, close the connection, schedule a restart."""
+        self.last_error = reason
+        if notification is not None and self._connected:
+            self._send_notification(notification)
+        self._stop_all_timers()
+        if self._connected:
+            self._emit(Disconnect())
+            self._connected = False
+        self._reader = MessageReader()
+        self.negotiated = None
+        self.connect_retry_counter += 1
+        self._goto(State.IDLE, reason)
+        if restart:
+            self._emit(StartTimer(Timer.IDLE_HOLD, self.config.idle_hold))
+
+    # ------------------------------------------------------------------ inputs
+
+    def start(self) -> list:
+        """ManualStart (or ManualStart_with_PassiveTcpEstablishment)."""
+        if self.state is State.IDLE:
+            self._emit(StopTimer(Timer.IDLE_HOLD))
+            if self.config.passive:
+                self._goto(State.ACTIVE, "passive start")
+            else:
+                self._goto(State.CONNECT, "start")
+                self._emit(StartTimer(Timer.CONNECT_RETRY, self.config.connect_retry))
+                self._emit(Connect())
+        return self._take()
+
+    def stop(self, notification: Notification | None = None, restart: bool = False) -> list:
+        """ManualStop: send a Cease (administrative shutdown unless given) and go Idle."""
+        n = notification or Notification.shutdown()
+        self._fail(f"stopped: {n.describe()}", n if self.state in (State.OPENSENT, State.OPENCONFIRM, State.ESTABLISHED) else None, restart)
+        if not restart:
+            self._emit(StopTimer(Timer.IDLE_HOLD))
+        return self._take()
+
+    def connection_made(self) -> list:
+        """TcpConnectionConfirmed / Tcp_CR_Acked: send our OPEN."""
+        if self.state in (State.IDLE, State.OPENSENT, State.OPENCONFIRM, State.ESTABLISHED):
+            # A connection we can't use now; the owner must drop it.
+            self._emit(Disconnect())
+            return self._take()
+        self._connected = True
+        self._emit(StopTimer(Timer.CONNECT_RETRY))
+        self._send(self.local_open.encode())
+        self._emit(StartTimer(Timer.HOLD, LARGE_HOLD_TIME))
+        self._goto(State.OPENSENT, "connected")
+        return self._take()
+
+    def connection_failed(self, reason: str = "connection failed") -> list:
+        """TcpConnectionFails: in Connect/Active keep trying; otherwise drop to Idle."""
+        if self.state is State.CONNECT:
+            self._goto(State.ACTIVE, reason)
+            self.last_error = reason
+        elif self.state is State.ACTIVE:
+            self.last_error = reason
+        elif self.state is not State.IDLE:
+            self._connected = False
+            self._fail(reason)
+        return self._take()
+
+    def timer_expired(self, timer: Timer) -> list:
+        if timer is Timer.CONNECT_RETRY:
+            if self.state in (State.CONNECT, State.ACTIVE) and not self.config.passive:
+                self._goto(State.CONNECT, "connect retry")
+                self._emit(StartTimer(Timer.CONNECT_RETRY, self.config.connect_retry))
+                self._emit(Connect())
+        elif timer is Timer.HOLD:
+            if self.state in (State.OPENSENT, State.OPENCONFIRM, State.ESTABLISHED):
+                self._fail("hold timer expired", Notification(ErrorCode.HOLD_TIMER_EXPIRED, 0))
+        elif timer is Timer.KEEPALIVE:
+            if self.state in (State.OPENCONFIRM, State.ESTABLISHED) and self.negotiated and self.negotiated.hold_time:
+                self._send(KEEPALIVE_BYTES)
+                self._emit(StartTimer(Timer.KEEPALIVE, self.negotiated.keepalive))
+        elif timer is Timer.IDLE_HOLD:
+            if self.state is State.IDLE:
+                return self.start()
+        return self._take()
+
+    def data_received(self, data: bytes) -> list:
+        if not self._connected:
+            return self._take()
+        self._reader.feed(data)
+        try:
+            for msg_type, body in self._reader.frames():
+                self.messages_in += 1
+                self._handle(msg_type, body)
+                if not self._connected:
+                    break
+        except RemoteProtocolError as e:
+            self._fail(f"protocol error from peer: {e.reason}", Notification(e.code, e.subcode, e.data))
+        return self._take()
+
+    # ------------------------------------------------------------------ sending
+
+    def send(self, message) -> list:
+        """Encode and send an UPDATE / ROUTE-REFRESH / NOTIFICATION in Established."""
+        if self.state is not State.ESTABLISHED or self.negotiated is None:
+            return []
+        if isinstance(message, Update):
+            self.updates_out += 1
+        if isinstance(message, Notification):
+            self._fail(f"sent {message.describe()}", message)
+            return self._take()
+        self._send(message.encode(self.negotiated.codec))
+        return self._take()
+
+    def send_raw_updates(self, chunks: list[bytes]) -> list:
+        """Send pre-encoded UPDATE messages (see :func:`speaker.wire.update.pack_announcements`)."""
+        if self.state is not State.ESTABLISHED:
+            return []
+        self.updates_out += len(chunks)
+        self.messages_out += len(chunks)
+        return [Send(b"".join(chunks))]
+
+    # ------------------------------------------------------------------ receiving
+
+    def _handle(self, msg_type: int, body: bytes) -> None:
+        st = self.state
+        if msg_type == MessageType.NOTIFICATION:
+            n = decode_body(msg_type, body)
+            self._emit(NotificationReceived(n))
+            self._fail(f"notification from peer: {n.describe()}", None)
+            return
+        if st is State.OPENSENT:
+            if msg_type != MessageType.OPEN:
+                self._fail("unexpected message in OpenSent",
+                           Notification(ErrorCode.FSM, FsmSubcode.UNEXPECTED_IN_OPENSENT))
+                return
+            self._receive_open(decode_body(msg_type, body))
+            return
+        if st is State.OPENCONFIRM:
+            if msg_type == MessageType.KEEPALIVE:
+                self._emit(StartTimer(Timer.HOLD, self.negotiated.hold_time) if self.negotiated.hold_time else StopTimer(Timer.HOLD))
+                self._goto(State.ESTABLISHED, "keepalive received")
+                self._emit(Established(self.negotiated))
+                return
+            self._fail("unexpected message in OpenConfirm",
+                       Notification(ErrorCode.FSM, FsmSubcode.UNEXPECTED_IN_OPENCONFIRM))
+            return
+        if st is State.ESTABLISHED:
+            neg = self.negotiated
+            if neg.hold_time:
+                self._emit(StartTimer(Timer.HOLD, neg.hold_time))
+            if msg_type == MessageType.UPDATE:
+                self.updates_in += 1
+                self._emit(UpdateReceived(decode_body(msg_type, body, self._reader.ctx)))
+            elif msg_type == MessageType.KEEPALIVE:
+                pass
+            elif msg_type == MessageType.ROUTE_REFRESH:
+                rr = decode_body(msg_type, body)
+                if neg.route_refresh or neg.enhanced_route_refresh:
+                    self._emit(RouteRefreshReceived(rr))
+            else:
+                self._fail("unexpected message in Established",
+                           Notification(ErrorCode.FSM, FsmSubcode.UNEXPECTED_IN_ESTABLISHED))
+            return
+        self._fail(f"message type {msg_type} in state {st.value}", Notification(ErrorCode.FSM, 0))
+
+    def _receive_open(self, peer: Open) -> None:
+        cfg = self.config
+        if peer.hold_time in (1, 2):
+            raise OpenMessageError(OpenSubcode.UNACCEPTABLE_HOLD_TIME, b"", f"hold time {peer.hold_time}")
+        want = cfg.peer_as
+        ok = (
+            want is None
+            or (want == "external" and peer.asn != cfg.local_as)
+            or (want == "internal" and peer.asn == cfg.local_as)
+            or (isinstance(want, int) and peer.asn == want)
+        )
+        if not ok:
+            raise OpenMessageError(OpenSubcode.BAD_PEER_AS, (peer.my_as_field or 0).to_bytes(2, "big"),
+                                   f"peer AS {peer.asn}, expected {want}")
+        if peer.router_id == "0.0.0.0" or (peer.asn == cfg.local_as and peer.router_id == cfg.router_id):
+            raise OpenMessageError(OpenSubcode.BAD_BGP_IDENTIFIER, b"", f"BGP identifier {peer.router_id}")
+        hold = min(cfg.hold_time, peer.hold_time)
+        self.peer_open = peer
+        self.negotiated = negotiate(self.local_open, peer, hold)
+        self._reader.ctx = self.negotiated.codec
+        self._emit(StopTimer(Timer.CONNECT_RETRY))
+        self._send(KEEPALIVE_BYTES)
+        if hold:
+            self._emit(StartTimer(Timer.KEEPALIVE, self.negotiated.keepalive))
+            self._emit(StartTimer(Timer.HOLD, hold))
+        else:
+            self._emit(StopTimer(Timer.HOLD))
+        self._goto(State.OPENCONFIRM, "open received")
+
+    # ------------------------------------------------------------------ collision
+
+    def collision_loser(self, other_remote_id: str, local_initiated: bool) -> bool:
+        """RFC 4271 section 6.8: should *this* connection be closed in a collision?
+
+        The connection initiated by the speaker with the higher BGP identifier
+        survives.  ``local_initiated`` says whether this session's connection was
+        opened by us.
+        """
+        local_id = tuple(int(x) for x in self.config.router_id.split("."))
+        remote_id = tuple(int(x) for x in other_remote_id.split("."))
+        if local_id > remote_id:
+            return not local_initiated
+        return local_initiated
+
+    def collision_close(self) -> list:
+        """Close this connection with Cease / Connection Collision Resolution."""
+        self._fail("connection collision", Notification(ErrorCode.CEASE, CeaseSubcode.CONNECTION_COLLISION), restart=False)
+        return self._take()

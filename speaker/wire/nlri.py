@@ -1,0 +1,221 @@
+"""NLRI encoding: IP prefixes (RFC 4271/4760), labeled VPN prefixes (RFC 4364/4659/8277)
+and ADD-PATH path identifiers (RFC 7911).
+
+Prefixes are small tuples so that 100,000 of them decode quickly and hash cheaply.
+"""
+from __future__ import annotations
+
+import ipaddress
+import socket
+from typing import NamedTuple
+
+from .constants import Afi, Family, UpdateSubcode
+from .errors import LocalProtocolError, UpdateMessageError
+from .rd import RouteDistinguisher
+
+_PAD = (b"", b"\x00", b"\x00" * 2, b"\x00" * 3, b"\x00" * 4, b"\x00" * 5, b"\x00" * 6, b"\x00" * 7,
+        b"\x00" * 8, b"\x00" * 9, b"\x00" * 10, b"\x00" * 11, b"\x00" * 12, b"\x00" * 13,
+        b"\x00" * 14, b"\x00" * 15, b"\x00" * 16)
+_MASK = (0x00, 0x80, 0xC0, 0xE0, 0xF0, 0xF8, 0xFC, 0xFE)
+_AF = {Afi.IPV4: socket.AF_INET, Afi.IPV6: socket.AF_INET6}
+
+WITHDRAW_LABEL = 0x800000  # RFC 8277 section 2.4: label field of a withdrawal
+BOTTOM_OF_STACK = 1
+
+
+class Prefix(NamedTuple):
+    """An IPv4 or IPv6 prefix.  ``packed`` is the full-width network address."""
+
+    afi: int
+    length: int
+    packed: bytes
+
+    @classmethod
+    def parse(cls, text: str) -> "Prefix":
+        try:
+            net = ipaddress.ip_network(str(text).strip(), strict=False)
+        except ValueError:
+            raise ValueError(f"prefix {text!r} is not an IPv4 or IPv6 prefix") from None
+        afi = Afi.IPV4 if net.version == 4 else Afi.IPV6
+        return cls(afi, net.prefixlen, net.network_address.packed)
+
+    @property
+    def network(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+        return ipaddress.ip_network((self.packed, self.length))
+
+    def __str__(self) -> str:
+        return f"{socket.inet_ntop(_AF[self.afi], self.packed)}/{self.length}"
+
+    def wire(self) -> bytes:
+        """Length octet plus the minimum number of address octets."""
+        return bytes((self.length,)) + self.packed[: (self.length + 7) >> 3]
+
+
+class VpnPrefix(NamedTuple):
+    """A labeled VPN-IPv4/VPN-IPv6 NLRI: route distinguisher + prefix, with its label stack.
+
+    Identity (for RIBs) is ``(rd, prefix)``; labels belong to the path.
+    """
+
+    rd: RouteDistinguisher
+    prefix: Prefix
+    labels: tuple[int, ...] = ()
+
+    @property
+    def key(self) -> tuple[RouteDistinguisher, Prefix]:
+        return (self.rd, self.prefix)
+
+    def __str__(self) -> str:
+        return f"{self.rd}:{self.prefix}"
+
+
+class PathId(NamedTuple):
+    """An NLRI received or sent with an ADD-PATH path identifier (RFC 7911)."""
+
+    path_id: int
+    nlri: "Prefix | VpnPrefix"
+
+    def __str__(self) -> str:
+        return f"{self.nlri} path-id {self.path_id}"
+
+
+Nlri = Prefix | VpnPrefix | PathId
+
+
+def _bad_nlri(reason: str, data: bytes = b"") -> UpdateMessageError:
+    # RFC 7606 section 5.3: an NLRI field that cannot be parsed means "session reset".
+    return UpdateMessageError(UpdateSubcode.INVALID_NETWORK_FIELD, b"", reason)
+
+
+def _check_host_bits(afi: int, length: int, raw: bytes) -> bytes:
+    """Return the address padded to full width with any bits beyond ``length`` cleared."""
+    nbytes = len(raw)
+    if length & 7 and nbytes:
+        last = raw[-1] & _MASK[length & 7]
+        if last != raw[-1]:
+            raw = raw[:-1] + bytes((last,))
+    return raw + _PAD[(4 if afi == Afi.IPV4 else 16) - nbytes]
+
+
+def decode_prefixes(afi: int, data: bytes, addpath: bool = False) -> list:
+    """Decode an unlabeled NLRI sequence (IPv4 NLRI field, or MP_REACH/UNREACH for SAFI 1)."""
+    out: list = []
+    append = out.append
+    maxlen = 32 if afi == Afi.IPV4 else 128
+    width = maxlen >> 3
+    pad = _PAD
+    i = 0
+    end = len(data)
+    while i < end:
+        path_id = None
+        if addpath:
+            if i + 4 > end:
+                raise _bad_nlri("truncated ADD-PATH path identifier")
+            path_id = int.from_bytes(data[i : i + 4], "big")
+            i += 4
+            if i >= end:
+                raise _bad_nlri("ADD-PATH path identifier without prefix")
+        plen = data[i]
+        if plen > maxlen:
+            raise _bad_nlri(f"prefix length {plen} exceeds {maxlen}")
+        nb = (plen + 7) >> 3
+        j = i + 1 + nb
+        if j > end:
+            raise _bad_nlri(f"prefix of length {plen} overruns the NLRI field")
+        raw = data[i + 1 : j]
+        if plen & 7:
+            pfx = Prefix(afi, plen, _check_host_bits(afi, plen, raw))
+        else:
+            pfx = Prefix(afi, plen, raw + pad[width - nb])
+        append(pfx if path_id is None else PathId(path_id, pfx))
+        i = j
+    return out
+
+
+def decode_vpn_prefixes(afi: int, data: bytes, addpath: bool = False, withdraw: bool = False) -> list:
+    """Decode labeled VPN NLRI (RFC 4364 section 4.3.4, RFC 8277 label stack)."""
+    out: list = []
+    append = out.append
+    maxlen = 32 if afi == Afi.IPV4 else 128
+    i = 0
+    end = len(data)
+    while i < end:
+        path_id = None
+        if addpath:
+            if i + 4 > end:
+                raise _bad_nlri("truncated ADD-PATH path identifier")
+            path_id = int.from_bytes(data[i : i + 4], "big")
+            i += 4
+            if i >= end:
+                raise _bad_nlri("ADD-PATH path identifier without prefix")
+        bits = data[i]
+        i += 1
+        labels: list[int] = []
+        # Label stack: 3 octets each, bottom-of-stack bit ends it.  A withdrawal may carry
+        # the single compatibility value 0x800000 (RFC 8277) which has no BoS bit.
+        while True:
+            if bits < 24 or i + 3 > end:
+                raise _bad_nlri("VPN NLRI too short for its label stack")
+            raw_label = int.from_bytes(data[i : i + 3], "big")
+            i += 3
+            bits -= 24
+            if raw_label == WITHDRAW_LABEL or raw_label == 0:
+                labels.append(raw_label >> 4)
+                break
+            labels.append(raw_label >> 4)
+            if raw_label & BOTTOM_OF_STACK:
+                break
+        if bits < 64 or i + 8 > end:
+            raise _bad_nlri("VPN NLRI too short for its route distinguisher")
+        rd = RouteDistinguisher.unpack(data[i : i + 8])
+        i += 8
+        plen = bits - 64
+        if plen > maxlen:
+            raise _bad_nlri(f"VPN prefix length {plen} exceeds {maxlen}")
+        nb = (plen + 7) >> 3
+        if i + nb > end:
+            raise _bad_nlri(f"VPN prefix of length {plen} overruns the NLRI field")
+        pfx = Prefix(afi, plen, _check_host_bits(afi, plen, data[i : i + nb]))
+        i += nb
+        vp = VpnPrefix(rd, pfx, () if withdraw else tuple(labels))
+        append(vp if path_id is None else PathId(path_id, vp))
+    return out
+
+
+def decode_nlri(family: Family, data: bytes, addpath: bool = False, withdraw: bool = False) -> list:
+    if family.is_vpn:
+        return decode_vpn_prefixes(family.afi, data, addpath, withdraw)
+    return decode_prefixes(family.afi, data, addpath)
+
+
+def encode_label_stack(labels: tuple[int, ...]) -> bytes:
+    if not labels:
+        return (WITHDRAW_LABEL).to_bytes(3, "big")
+    out = bytearray()
+    for n, label in enumerate(labels):
+        if not 0 <= label < (1 << 20):
+            raise LocalProtocolError(f"MPLS label {label} out of range 0..1048575")
+        bos = 1 if n == len(labels) - 1 else 0
+        out += ((label << 4) | bos).to_bytes(3, "big")
+    return bytes(out)
+
+
+def encode_nlri(nlri: Nlri, withdraw: bool = False) -> bytes:
+    """Encode one NLRI.  ADD-PATH identifiers are written when ``nlri`` is a :class:`PathId`."""
+    if type(nlri) is Prefix:
+        return bytes((nlri.length,)) + nlri.packed[: (nlri.length + 7) >> 3]
+    if type(nlri) is PathId:
+        return nlri.path_id.to_bytes(4, "big") + encode_nlri(nlri.nlri, withdraw)
+    if type(nlri) is VpnPrefix:
+        stack = encode_label_stack(() if withdraw else nlri.labels)
+        pfx = nlri.prefix
+        bits = len(stack) * 8 + 64 + pfx.length
+        return bytes((bits,)) + stack + nlri.rd.pack() + pfx.packed[: (pfx.length + 7) >> 3]
+    raise LocalProtocolError(f"cannot encode NLRI {nlri!r}")
+
+
+def nlri_family_ok(family: Family, nlri: Nlri) -> bool:
+    inner = nlri.nlri if type(nlri) is PathId else nlri
+    if family.is_vpn:
+        return type(inner) is VpnPrefix and inner.prefix.afi == family.afi
+    return type(inner) is Prefix and inner.afi == family.afi
