@@ -81,9 +81,11 @@ class MessageReader:
         buf = self._buf
         pos = 0
         n = len(buf)
-        max_len = max(self.ctx.max_message, MAX_MESSAGE_LEN)
         try:
             while n - pos >= HEADER_LEN:
+                # Read the limit per message: the owner may switch ``ctx`` (extended
+                # messages negotiated) between two messages of the same chunk.
+                max_len = max(self.ctx.max_message, MAX_MESSAGE_LEN)
                 length, msg_type = check_header(bytes(buf[pos : pos + HEADER_LEN]), max_len)
                 if n - pos < length:
                     break

@@ -35,7 +35,9 @@ class Notification:
     @classmethod
     def shutdown(cls, message: str = "", subcode: int = CeaseSubcode.ADMIN_SHUTDOWN) -> "Notification":
         """Cease with an RFC 9003 shutdown communication (UTF-8, at most 255 octets)."""
-        raw = message.encode()[:255]
+        # Cut at 255 octets without splitting a multi-octet character: the text MUST
+        # stay valid UTF-8 (RFC 9003 section 2).
+        raw = message.encode()[:255].decode(errors="ignore").encode()
         return cls(ErrorCode.CEASE, subcode, bytes((len(raw),)) + raw if message else b"")
 
     @property

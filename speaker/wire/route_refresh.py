@@ -26,7 +26,9 @@ class RouteRefresh:
 
 def decode_route_refresh(body: bytes) -> RouteRefresh:
     if len(body) != 4:
-        # RFC 7313 section 5: ROUTE-REFRESH Message Error / Invalid Message Length, data = the message
-        raise RouteRefreshError(1, bytes(body), f"ROUTE-REFRESH body of {len(body)} octets")
+        # RFC 7313 section 5: ROUTE-REFRESH Message Error / Invalid Message Length; the data
+        # field carries the complete ROUTE-REFRESH message, header included.
+        whole = b"\xff" * 16 + struct.pack("!HB", HEADER_LEN + len(body), MessageType.ROUTE_REFRESH) + bytes(body)
+        raise RouteRefreshError(1, whole, f"ROUTE-REFRESH body of {len(body)} octets")
     afi, subtype, safi = struct.unpack("!HBB", body)
     return RouteRefresh(Family(afi, safi), subtype)
