@@ -1,0 +1,236 @@
+"""The ``l3fab`` command line (typer)."""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from speaker.api import ApiClientError, call, serve
+from speaker.config import DEFAULT_API_SOCKET, ConfigError, load_config
+
+from .output import console, emit_json, fail, neighbors_table, routes_table
+
+app = typer.Typer(help="l3fab: routing appliance for multi-tenant layer-3 fabrics.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+show = typer.Typer(help="Inspect a running speaker.", no_args_is_help=True)
+rib = typer.Typer(help="Routing tables.", no_args_is_help=True)
+neighbor = typer.Typer(help="Act on one neighbour.", no_args_is_help=True)
+config_app = typer.Typer(help="Configuration files.", no_args_is_help=True)
+app.add_typer(show, name="show")
+show.add_typer(rib, name="rib")
+app.add_typer(neighbor, name="neighbor")
+app.add_typer(config_app, name="config")
+
+SocketOpt = typer.Option(None, "--socket", "-s", envvar="L3FAB_SOCKET", help="API socket of the running speaker.")
+JsonOpt = typer.Option(False, "--json", help="Machine-readable output.")
+
+
+def _api(sock: Optional[str], method: str, params: dict | None = None):
+    try:
+        return call(sock or DEFAULT_API_SOCKET, method, params)
+    except ApiClientError as e:
+        fail(str(e), 2 if str(e).split(":")[0] in ("routes", "family", "neighbor", "method") or "routes[" in str(e) else 1)
+
+
+def _load(path: Path):
+    try:
+        return load_config(path)
+    except ConfigError as e:
+        fail(f"config: {e}", 2)
+
+
+@app.command()
+def run(config: Path = typer.Option(..., "--config", "-c", help="Node configuration (YAML)."),
+        log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
+        socket_path: Optional[str] = typer.Option(None, "--socket", "-s", help="Override the config's api-socket.")) -> None:
+    """Run the BGP speaker and serve the local API until SIGTERM/SIGINT."""
+    level = getattr(logging, log_level.upper(), None)
+    if not isinstance(level, int):
+        fail(f"--log-level: {log_level!r} is not debug, info, warning or error", 2)
+    cfg = _load(config)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from speaker.server import Speaker
+
+    async def main() -> None:
+        speaker = Speaker(cfg)
+        path = socket_path or cfg.api_socket
+        try:
+            await speaker.start()
+            api = await serve(path, speaker.handle)
+        except OSError as e:
+            fail(f"{e}", 1)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        logging.getLogger("l3fab").info("l3fab %s AS %s running, API on %s", cfg.router_id, cfg.asn, path)
+        await stop.wait()
+        api.close()
+        await speaker.stop()
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+    asyncio.run(main())
+
+
+@config_app.command("check")
+def config_check(config: Path = typer.Argument(..., help="Node configuration (YAML).")) -> None:
+    """Validate a node configuration and print a summary."""
+    cfg = _load(config)
+    console.print(f"{config}: router-id {cfg.router_id}, AS {cfg.asn}, {len(cfg.neighbors)} neighbour(s): OK")
+
+
+@show.command("neighbors")
+def show_neighbors(sock: Optional[str] = SocketOpt, as_json: bool = JsonOpt) -> None:
+    """BGP neighbours, their state and what they sent."""
+    rows = _api(sock, "neighbors")
+    if as_json:
+        emit_json(rows)
+    else:
+        console.print(neighbors_table(rows))
+
+
+@show.command("neighbor")
+def show_neighbor(name: str = typer.Argument(..., help="Name, address or interface."),
+                  sock: Optional[str] = SocketOpt, as_json: bool = JsonOpt) -> None:
+    """Everything about one neighbour (capabilities, counters, errors)."""
+    row = _api(sock, "neighbor", {"neighbor": name})
+    if as_json:
+        emit_json(row)
+        return
+    for k, v in row.items():
+        console.print(f"[bold]{k:>22}[/]: {v}", highlight=False)
+
+
+@show.command("status")
+def show_status(sock: Optional[str] = SocketOpt, as_json: bool = JsonOpt) -> None:
+    """The speaker's identity and counters."""
+    row = _api(sock, "status")
+    if as_json:
+        emit_json(row)
+        return
+    for k, v in row.items():
+        console.print(f"[bold]{k:>14}[/]: {v}", highlight=False)
+
+
+@rib.command("received")
+def rib_received(name: str = typer.Argument(..., help="Neighbour name, address or interface."),
+                 family: Optional[str] = typer.Option(None, "--family", "-f", help="ipv4, ipv6, vpnv4 or vpnv6."),
+                 limit: int = typer.Option(0, "--limit", help="Show at most this many routes (0: all)."),
+                 sock: Optional[str] = SocketOpt, as_json: bool = JsonOpt) -> None:
+    """Routes received from a neighbour (its Adj-RIB-In)."""
+    rows = _api(sock, "rib_received", {"neighbor": name, "family": family, "limit": limit or None})
+    if as_json:
+        emit_json(rows)
+    else:
+        console.print(routes_table(f"Received from {name}", rows))
+
+
+@rib.command("local")
+def rib_local(family: Optional[str] = typer.Option(None, "--family", "-f"),
+              sock: Optional[str] = SocketOpt, as_json: bool = JsonOpt) -> None:
+    """Routes this speaker originates."""
+    rows = _api(sock, "local_routes", {"family": family})
+    if as_json:
+        emit_json(rows)
+    else:
+        console.print(routes_table("Originated", rows))
+
+
+def _route_spec(prefix, next_hop, rd, rt, label, community, large_community, med, local_pref, as_path, origin) -> dict:
+    spec: dict = {"prefix": prefix}
+    for key, val in (("next_hop", next_hop), ("rd", rd), ("med", med), ("local_pref", local_pref), ("origin", origin)):
+        if val is not None:
+            spec[key] = val
+    if rt:
+        spec["route_targets"] = list(rt)
+    if label:
+        spec["labels"] = list(label)
+    if community:
+        spec["communities"] = list(community)
+    if large_community:
+        spec["large_communities"] = list(large_community)
+    if as_path:
+        spec["as_path"] = as_path
+    return spec
+
+
+def _routes_from_file(path: Path) -> list[dict]:
+    try:
+        data = json.loads(path.read_text())
+    except OSError as e:
+        fail(f"--file: {str(path)!r} cannot be read: {e.strerror}", 2)
+    except json.JSONDecodeError as e:
+        fail(f"--file: {str(path)!r} is not JSON ({e.msg} at line {e.lineno})", 2)
+    if isinstance(data, dict):
+        data = data.get("routes")
+    if not isinstance(data, list):
+        fail(f"--file: {str(path)!r} holds no list of routes", 2)
+    return data
+
+
+@app.command()
+def announce(prefix: Optional[str] = typer.Argument(None, help="Prefix, e.g. 10.0.0.1/32."),
+             next_hop: Optional[str] = typer.Option(None, "--next-hop", help="Next hop (the SID for VPN routes)."),
+             rd: Optional[str] = typer.Option(None, "--rd", help="Route distinguisher: makes it a VPN route."),
+             rt: List[str] = typer.Option([], "--rt", help="Route target ASN:NN (repeatable)."),
+             label: List[int] = typer.Option([], "--label", help="MPLS label (repeatable)."),
+             community: List[str] = typer.Option([], "--community"),
+             large_community: List[str] = typer.Option([], "--large-community"),
+             med: Optional[int] = typer.Option(None, "--med"),
+             local_pref: Optional[int] = typer.Option(None, "--local-pref"),
+             as_path: Optional[str] = typer.Option(None, "--as-path", help="Space-separated ASNs."),
+             origin: Optional[str] = typer.Option(None, "--origin", help="igp, egp or incomplete."),
+             file: Optional[Path] = typer.Option(None, "--file", help="JSON list of route objects."),
+             sock: Optional[str] = SocketOpt) -> None:
+    """Originate routes from the running speaker."""
+    if file is not None:
+        routes = _routes_from_file(file)
+    elif prefix:
+        routes = [_route_spec(prefix, next_hop, rd, rt, label, community, large_community, med, local_pref, as_path, origin)]
+    else:
+        fail("prefix: missing (give a PREFIX or --file)", 2)
+    res = _api(sock, "announce", {"routes": routes})
+    console.print(f"announced {res['announced']} route(s)")
+
+
+@app.command()
+def withdraw(prefix: Optional[str] = typer.Argument(None, help="Prefix to withdraw."),
+             rd: Optional[str] = typer.Option(None, "--rd"),
+             file: Optional[Path] = typer.Option(None, "--file", help="JSON list of route objects."),
+             sock: Optional[str] = SocketOpt) -> None:
+    """Withdraw routes this speaker originated."""
+    if file is not None:
+        routes = _routes_from_file(file)
+    elif prefix:
+        routes = [{"prefix": prefix, **({"rd": rd} if rd else {})}]
+    else:
+        fail("prefix: missing (give a PREFIX or --file)", 2)
+    res = _api(sock, "withdraw", {"routes": routes})
+    console.print(f"withdrew {res['withdrawn']} route(s)")
+
+
+@neighbor.command("refresh")
+def neighbor_refresh(name: str, family: str = typer.Option("ipv4", "--family", "-f"), sock: Optional[str] = SocketOpt) -> None:
+    """Ask a neighbour to send its routes again (ROUTE-REFRESH, RFC 2918)."""
+    _api(sock, "route_refresh", {"neighbor": name, "family": family})
+    console.print(f"route refresh for {family} sent to {name}")
+
+
+@neighbor.command("reset")
+def neighbor_reset(name: str, message: str = typer.Option("", "--message"), sock: Optional[str] = SocketOpt) -> None:
+    """Reset a session (Cease / administrative reset) and let it come back."""
+    _api(sock, "reset", {"neighbor": name, "message": message})
+    console.print(f"session with {name} reset")
+
+
+if __name__ == "__main__":
+    app()

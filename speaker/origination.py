@@ -1,0 +1,222 @@
+"""Routes this speaker originates (injected through the API), and how they are
+turned into UPDATEs for one peer.  The full Adj-RIB-Out and policy come later; this
+is the export step every peer shares: eBGP AS prepend, LOCAL_PREF only on iBGP,
+next-hop-self for unicast routes without an explicit next hop, VPN next hops kept.
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from .session.negotiated import Negotiated
+from .wire.attributes import (
+    AsPath,
+    Communities,
+    ExtendedCommunities,
+    LargeCommunities,
+    LargeCommunity,
+    LocalPref,
+    Med,
+    MpNextHop,
+    Origin,
+    ORIGIN_WORDS,
+    PathAttribute,
+    parse_community,
+)
+from .wire.constants import IPV4_UNICAST, IPV6_UNICAST, VPNV4, VPNV6, Family
+from .wire.extcommunity import ExtCommunity, route_target
+from .wire.nlri import Prefix, VpnPrefix
+from .wire.rd import RouteDistinguisher
+from .wire.update import pack_announcements, pack_withdrawals
+
+
+class RouteSpecError(ValueError):
+    """A bad route in an announce/withdraw request: names the field and value."""
+
+
+@dataclass(frozen=True)
+class LocalRoute:
+    family: Family
+    nlri: Prefix | VpnPrefix
+    next_hop: MpNextHop | None  # None: next-hop-self
+    attributes: tuple[PathAttribute, ...]
+
+    @property
+    def key(self):
+        n = self.nlri
+        return VpnPrefix(n.rd, n.prefix) if type(n) is VpnPrefix else n
+
+
+def _field(spec: dict, name: str, fn, where: str):
+    try:
+        return fn(spec[name])
+    except (ValueError, TypeError) as e:
+        raise RouteSpecError(f"{where}.{name}: {e}") from None
+
+
+def _list(v) -> list:
+    if isinstance(v, (list, tuple)):
+        return list(v)
+    return [x for x in str(v).replace(",", " ").split() if x]
+
+
+def parse_route(spec: dict, where: str = "route") -> LocalRoute:
+    """Build a :class:`LocalRoute` from an API/CLI dictionary.
+
+    Keys: prefix (required), family, rd, labels, next_hop, origin, as_path, med,
+    local_pref, communities, route_targets / ext_communities, large_communities.
+    """
+    if not isinstance(spec, dict):
+        raise RouteSpecError(f"{where}: {spec!r} is not an object")
+    known = {"prefix", "family", "rd", "labels", "label", "next_hop", "origin", "as_path", "med",
+             "local_pref", "communities", "route_targets", "ext_communities", "large_communities"}
+    for k in spec:
+        if k not in known:
+            raise RouteSpecError(f"{where}.{k}: {spec[k]!r} is not a route field (known: {', '.join(sorted(known))})")
+    if "prefix" not in spec:
+        raise RouteSpecError(f"{where}.prefix: missing")
+    pfx = _field(spec, "prefix", Prefix.parse, where)
+    rd = _field(spec, "rd", RouteDistinguisher.parse, where) if spec.get("rd") else None
+    if spec.get("family"):
+        family = _field(spec, "family", Family.parse, where)
+    else:
+        family = {(1, False): IPV4_UNICAST, (2, False): IPV6_UNICAST, (1, True): VPNV4, (2, True): VPNV6}[(pfx.afi, rd is not None)]
+    if family.afi != pfx.afi:
+        raise RouteSpecError(f"{where}.family: {family.name!r} does not fit prefix {pfx}")
+    if family.is_vpn and rd is None:
+        raise RouteSpecError(f"{where}.rd: missing (required for {family.name})")
+    if not family.is_vpn and rd is not None:
+        raise RouteSpecError(f"{where}.rd: {spec['rd']!r} given for non-VPN family {family.name}")
+    labels: tuple[int, ...] = ()
+    raw_labels = spec.get("labels", spec.get("label"))
+    if raw_labels is not None:
+        try:
+            labels = tuple(int(x) for x in _list(raw_labels))
+            if not all(0 <= x < 1 << 20 for x in labels):
+                raise ValueError
+        except ValueError:
+            raise RouteSpecError(f"{where}.labels: {raw_labels!r} is not a list of MPLS labels (0-1048575)") from None
+    if family.is_vpn and not labels:
+        labels = (0,)  # the fabric does not forward on MPLS; a label field is still required on the wire
+    nh = None
+    if spec.get("next_hop"):
+        try:
+            addr = ipaddress.ip_address(str(spec["next_hop"]))
+        except ValueError:
+            raise RouteSpecError(f"{where}.next_hop: {spec['next_hop']!r} is not an IP address") from None
+        if family.afi == 2 and addr.version == 4:
+            raise RouteSpecError(f"{where}.next_hop: {spec['next_hop']!r} cannot be the next hop of {family.name}")
+        nh = MpNextHop(str(addr))
+    elif family.is_vpn:
+        raise RouteSpecError(f"{where}.next_hop: missing (a VPN route needs its SID as next hop)")
+    attrs: list[PathAttribute] = []
+    origin = str(spec.get("origin", "igp")).lower()
+    if origin not in ORIGIN_WORDS:
+        raise RouteSpecError(f"{where}.origin: {spec['origin']!r} is not igp, egp or incomplete")
+    attrs.append(Origin(ORIGIN_WORDS[origin]))
+    try:
+        asns = tuple(int(x) for x in _list(spec.get("as_path", [])))
+        if not all(0 < a <= 0xFFFFFFFF for a in asns):
+            raise ValueError
+    except ValueError:
+        raise RouteSpecError(f"{where}.as_path: {spec.get('as_path')!r} is not a list of AS numbers") from None
+    attrs.append(AsPath.sequence(*asns))
+    for key, cls in (("med", Med), ("local_pref", LocalPref)):
+        if spec.get(key) is not None:
+            v = spec[key]
+            if isinstance(v, bool) or not str(v).isdigit() or int(v) > 0xFFFFFFFF:
+                raise RouteSpecError(f"{where}.{key}: {v!r} is not an integer 0-4294967295")
+            attrs.append(cls(int(v)))
+    if spec.get("communities"):
+        try:
+            attrs.append(Communities(tuple(parse_community(c) for c in _list(spec["communities"]))))
+        except ValueError as e:
+            raise RouteSpecError(f"{where}.communities: {e}") from None
+    ext: list[ExtCommunity] = []
+    for key in ("route_targets", "ext_communities"):
+        for item in _list(spec.get(key, [])):
+            try:
+                ext.append(route_target(item) if key == "route_targets" else ExtCommunity.parse(item))
+            except ValueError as e:
+                raise RouteSpecError(f"{where}.{key}: {e}") from None
+    if ext:
+        attrs.append(ExtendedCommunities(tuple(ext)))
+    if spec.get("large_communities"):
+        try:
+            attrs.append(LargeCommunities(tuple(LargeCommunity.parse(c) for c in _list(spec["large_communities"]))))
+        except ValueError as e:
+            raise RouteSpecError(f"{where}.large_communities: {e}") from None
+    nlri = VpnPrefix(rd, pfx, labels) if family.is_vpn else pfx
+    return LocalRoute(family, nlri, nh, tuple(attrs))
+
+
+def parse_route_key(spec: dict, where: str = "route") -> tuple[Family, Prefix | VpnPrefix]:
+    """The (family, RIB key) a withdraw request names: prefix, and rd for VPN routes."""
+    if not isinstance(spec, dict):
+        raise RouteSpecError(f"{where}: {spec!r} is not an object")
+    slim = {k: spec[k] for k in ("prefix", "rd", "family") if k in spec}
+    if slim.get("rd"):
+        slim["next_hop"] = "::"  # placeholder: a key needs no next hop
+    r = parse_route(slim, where)
+    return r.family, r.key
+
+
+def export_attributes(route: LocalRoute, neg: Negotiated) -> tuple[PathAttribute, ...]:
+    """Attributes as sent to one peer: eBGP prepends our AS and drops LOCAL_PREF."""
+    out = []
+    has_lp = False
+    for a in route.attributes:
+        if isinstance(a, AsPath):
+            out.append(a if neg.ibgp else a.prepend(neg.local_as))
+        elif isinstance(a, LocalPref):
+            if neg.ibgp:
+                out.append(a)
+                has_lp = True
+        else:
+            out.append(a)
+    if neg.ibgp and not has_lp:
+        out.append(LocalPref(100))
+    return tuple(out)
+
+
+def self_next_hop(local_address: str | None, interface_link_local: str | None) -> MpNextHop | None:
+    """Next-hop-self: our address on the session (RFC 8950 IPv6 next hop for IPv4 NLRI)."""
+    if not local_address:
+        return None
+    addr = ipaddress.ip_address(local_address)
+    if addr.version == 6 and addr.ipv4_mapped:
+        addr = addr.ipv4_mapped
+    if addr.version == 4:
+        return MpNextHop(str(addr))
+    if addr.is_link_local:
+        return MpNextHop(str(addr))
+    return MpNextHop(str(addr), interface_link_local)
+
+
+def encode_for_peer(routes: list[LocalRoute], neg: Negotiated, self_nh: MpNextHop | None) -> list[bytes]:
+    """Pack routes into as few UPDATEs as the session allows (equal attributes share one)."""
+    groups: dict = {}
+    for r in routes:
+        if r.family not in neg.families:
+            continue
+        nh = r.next_hop or self_nh
+        if nh is None:
+            continue
+        groups.setdefault((r.family, nh, r.attributes), []).append(r.nlri)
+    out: list[bytes] = []
+    ctx = neg.codec
+    for (family, nh, attrs), nlri in groups.items():
+        exported = export_attributes(LocalRoute(family, nlri[0], nh, attrs), neg)
+        out += pack_announcements(family, exported, nh, nlri, ctx)
+    return out
+
+
+def encode_withdrawals(routes: list[LocalRoute], neg: Negotiated) -> list[bytes]:
+    by_family: dict = {}
+    for r in routes:
+        if r.family in neg.families:
+            by_family.setdefault(r.family, []).append(r.key)
+    out: list[bytes] = []
+    for family, keys in by_family.items():
+        out += pack_withdrawals(family, keys, neg.codec)
+    return out

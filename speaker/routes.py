@@ -1,0 +1,102 @@
+"""Plain route records that cross from the table layer to the API and CLI."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from .wire.attributes import (
+    Aggregator,
+    AsPath,
+    AtomicAggregate,
+    ClusterList,
+    Communities,
+    ExtendedCommunities,
+    LargeCommunities,
+    LocalPref,
+    Med,
+    MpNextHop,
+    Origin,
+    OriginatorId,
+    PathAttribute,
+    UnknownAttribute,
+    community_str,
+    ORIGIN_NAMES,
+)
+from .wire.constants import Family
+from .wire.nlri import PathId, Prefix, VpnPrefix
+
+
+@dataclass(frozen=True)
+class RouteView:
+    """One path as an operator sees it (``l3fab show rib ... --json``)."""
+
+    family: str
+    prefix: str
+    next_hop: str | None
+    rd: str | None = None
+    labels: tuple[int, ...] = ()
+    path_id: int | None = None
+    link_local_next_hop: str | None = None
+    origin: str | None = None
+    as_path: str = ""
+    med: int | None = None
+    local_pref: int | None = None
+    communities: tuple[str, ...] = ()
+    ext_communities: tuple[str, ...] = ()
+    large_communities: tuple[str, ...] = ()
+    originator_id: str | None = None
+    cluster_list: tuple[str, ...] = ()
+    atomic_aggregate: bool = False
+    aggregator: str | None = None
+    unknown_attributes: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def route_view(family: Family, nlri, next_hop: MpNextHop | None, labels: tuple[int, ...],
+               attributes: tuple[PathAttribute, ...]) -> RouteView:
+    path_id = None
+    if type(nlri) is PathId:
+        path_id, nlri = nlri.path_id, nlri.nlri
+    rd = None
+    if type(nlri) is VpnPrefix:
+        rd, pfx = str(nlri.rd), nlri.prefix
+    else:
+        pfx = nlri
+    v: dict = dict(
+        family=family.name, prefix=str(pfx), rd=rd, labels=tuple(labels), path_id=path_id,
+        next_hop=next_hop.address if next_hop else None,
+        link_local_next_hop=next_hop.link_local if next_hop else None,
+    )
+    unknown = []
+    for a in attributes:
+        t = type(a)
+        if t is Origin:
+            v["origin"] = {0: "igp", 1: "egp", 2: "incomplete"}.get(a.origin, str(a.origin))
+        elif t is AsPath:
+            v["as_path"] = str(a)
+        elif t is Med:
+            v["med"] = a.med
+        elif t is LocalPref:
+            v["local_pref"] = a.local_pref
+        elif t is Communities:
+            v["communities"] = tuple(community_str(c) for c in a.communities)
+        elif t is ExtendedCommunities:
+            v["ext_communities"] = tuple(str(c) for c in a.communities)
+        elif t is LargeCommunities:
+            v["large_communities"] = tuple(str(c) for c in a.communities)
+        elif t is OriginatorId:
+            v["originator_id"] = a.originator
+        elif t is ClusterList:
+            v["cluster_list"] = a.cluster_ids
+        elif t is AtomicAggregate:
+            v["atomic_aggregate"] = True
+        elif t is Aggregator:
+            v["aggregator"] = f"{a.asn} {a.address}"
+        elif t is UnknownAttribute:
+            unknown.append(f"type {a.code} flags 0x{a.attr_flags:02x} {a.raw[:32].hex()}")
+    v["unknown_attributes"] = tuple(unknown)
+    return RouteView(**v)
+
+
+__all__ = ["RouteView", "route_view", "ORIGIN_NAMES", "Prefix"]
