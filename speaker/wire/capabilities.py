@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from .constants import Family
+from .errors import LocalProtocolError
 
 CAP_MULTIPROTOCOL = 1  # RFC 4760
 CAP_ROUTE_REFRESH = 2  # RFC 2918
@@ -37,6 +38,8 @@ class Capability:
 
     def pack(self) -> bytes:
         v = self.value()
+        if len(v) > 255:
+            raise LocalProtocolError(f"capability {self.code} value of {len(v)} octets exceeds 255")
         return bytes((self.code, len(v))) + v
 
 

@@ -63,7 +63,9 @@ def decode_open(body: bytes) -> Open:
         raise OpenMessageError(OpenSubcode.UNSUPPORTED_VERSION, struct.pack("!H", BGP_VERSION), f"BGP version {version}")
     pos = 10
     extended = False
-    if optlen == 255 and len(body) >= 12 and body[10] == PARAM_EXTENDED:
+    if optlen == 255 and len(body) >= 11 and body[10] == PARAM_EXTENDED:
+        if len(body) < 13:
+            raise OpenMessageError(0, b"", "extended optional parameters length truncated")
         optlen = struct.unpack("!H", body[11:13])[0]
         pos = 13
         extended = True
