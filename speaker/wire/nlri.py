@@ -210,6 +210,8 @@ def encode_nlri(nlri: Nlri, withdraw: bool = False) -> bytes:
         stack = encode_label_stack(() if withdraw else nlri.labels)
         pfx = nlri.prefix
         bits = len(stack) * 8 + 64 + pfx.length
+        if bits > 255:
+            raise LocalProtocolError(f"{nlri}: {len(stack) // 3} labels leave no room in the 255-bit NLRI length")
         return bytes((bits,)) + stack + nlri.rd.pack() + pfx.packed[: (pfx.length + 7) >> 3]
     raise LocalProtocolError(f"cannot encode NLRI {nlri!r}")
 
