@@ -432,6 +432,7 @@ def decode_update(body: bytes, ctx: CodecContext = DEFAULT_CONTEXT) -> Update:
 
     faults: list[Fault] = []
     attrs: dict[int, PathAttribute] = {}
+    seen: set[int] = set()  # type codes met so far, kept or not (RFC 7606 section 3 (g))
     worst = 0
     mp_seen = False
     walk_stopped = False
@@ -474,20 +475,24 @@ def decode_update(body: bytes, ctx: CodecContext = DEFAULT_CONTEXT) -> Update:
             if not flags & AttrFlag.OPTIONAL:
                 raise UpdateMessageError(UpdateSubcode.UNRECOGNIZED_WELL_KNOWN_ATTRIBUTE, raw_attr,
                                          f"unrecognized well-known attribute {code}")
-            if code in attrs:
+            if code in seen:
                 faults.append(Fault(ATTRIBUTE_DISCARD, code, 0, "repeated attribute"))
                 continue
+            seen.add(code)
             if flags & AttrFlag.TRANSITIVE:
                 attrs[code] = UnknownAttribute(flags & ~AttrFlag.EXTENDED_LENGTH, code, bytes(value))
             # unknown optional non-transitive: quietly ignored (RFC 4271 section 5)
             continue
         expected_flags, action = known
         is_mp = code in (AttrType.MP_REACH_NLRI, AttrType.MP_UNREACH_NLRI)
-        if code in attrs:
-            if is_mp:  # RFC 7606 section 3 (g)
+        if code in seen:
+            # RFC 7606 section 3 (g): only the first copy counts, even when it was
+            # itself malformed and dropped.
+            if is_mp:
                 raise UpdateMessageError(UpdateSubcode.MALFORMED_ATTRIBUTE_LIST, b"", f"attribute {code} appears twice")
             faults.append(Fault(ATTRIBUTE_DISCARD, code, 0, "repeated attribute"))
             continue
+        seen.add(code)
         try:
             if (flags & (AttrFlag.OPTIONAL | AttrFlag.TRANSITIVE)) != expected_flags or (
                 flags & AttrFlag.PARTIAL and not expected_flags & AttrFlag.OPTIONAL
@@ -497,8 +502,13 @@ def decode_update(body: bytes, ctx: CodecContext = DEFAULT_CONTEXT) -> Update:
         except _Malformed as m:
             if m.action == _RESET:
                 raise UpdateMessageError(m.subcode, raw_attr, m.reason) from None
-            faults.append(Fault(m.action, code, m.subcode, m.reason))
-            worst = max(worst, _SEVERITY[m.action])
+            action = m.action
+            if code == AttrType.NEXT_HOP and not nlri:
+                # RFC 4760 section 3: with no NLRI field the NEXT_HOP SHOULD be ignored, so
+                # a malformed one must not withdraw what MP_REACH_NLRI announces.
+                action = ATTRIBUTE_DISCARD
+            faults.append(Fault(action, code, m.subcode, m.reason))
+            worst = max(worst, _SEVERITY[action])
             continue
         except UpdateMessageError as e:  # NLRI inside MP_(UN)REACH could not be parsed
             raise UpdateMessageError(e.subcode, raw_attr, e.reason) from None
