@@ -152,14 +152,16 @@ def decode_vpn_prefixes(afi: int, data: bytes, addpath: bool = False, withdraw: 
         i += 1
         labels: list[int] = []
         # Label stack: 3 octets each, bottom-of-stack bit ends it.  A withdrawal may carry
-        # the single compatibility value 0x800000 (RFC 8277) which has no BoS bit.
+        # the single compatibility value 0x800000 (RFC 8277 section 2.4), or 0x000000 as
+        # some RFC 3107 speakers send, neither with a BoS bit.  In an announcement those
+        # are ordinary labels (524288 and 0) above the bottom of the stack.
         while True:
             if bits < 24 or i + 3 > end:
                 raise _bad_nlri("VPN NLRI too short for its label stack")
             raw_label = int.from_bytes(data[i : i + 3], "big")
             i += 3
             bits -= 24
-            if raw_label == WITHDRAW_LABEL or raw_label == 0:
+            if withdraw and (raw_label == WITHDRAW_LABEL or raw_label == 0):
                 labels.append(raw_label >> 4)
                 break
             labels.append(raw_label >> 4)

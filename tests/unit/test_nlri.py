@@ -221,3 +221,12 @@ def test_nlri_family_ok():
     assert nlri_family_ok(IPV4_UNICAST, p4) and not nlri_family_ok(IPV4_UNICAST, p6)
     assert nlri_family_ok(IPV6_UNICAST, PathId(1, p6))
     assert nlri_family_ok(VPNV4, v4) and not nlri_family_ok(VPNV6, v4) and not nlri_family_ok(VPNV4, p4)
+
+
+def test_announced_label_stack_may_hold_the_withdrawal_compatibility_value():
+    # Regression (found by the round-trip property): label 524288 (0x80000) above the
+    # bottom of an announced stack encodes as 0x800000 without BoS, which the decoder
+    # took for the RFC 8277 withdrawal value and then read the rest as the RD.
+    for top in (0x80000, 0):
+        v = VpnPrefix(RouteDistinguisher(0, 65000, 1), Prefix.parse("2001:db8::/32"), (top, 17))
+        assert decode_nlri(VPNV6, encode_nlri(v)) == [v]
