@@ -102,6 +102,9 @@ class Peer:
             local_as=self.node.asn, router_id=self.node.router_id, peer_as=self.cfg.remote_as,
             families=self.cfg.families, hold_time=self.cfg.hold_time, connect_retry=self.cfg.connect_retry,
             passive=passive, addpath_receive=self.cfg.addpath_receive, extra_capabilities=extra,
+            # RFC 4724 capability without families: we send End-of-RIB markers and want
+            # them from the peer (FRR ignores ROUTE-REFRESH until it has sent its EoR).
+            graceful_restart_time=120,
         )
 
     @property
