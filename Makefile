@@ -1,0 +1,16 @@
+# l3fab: every target runs as root on a fresh clone (see .ci/setup).
+PYTHON := .venv/bin/python
+
+.PHONY: setup test demo bench
+
+setup:
+	bash .ci/setup
+
+test: setup
+	$(PYTHON) -m pytest -q tests
+
+demo: setup
+	$(PYTHON) -m lab.demo
+
+bench: setup
+	$(PYTHON) -m bench.ingest
