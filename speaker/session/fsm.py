@@ -297,7 +297,7 @@ class Session:
                 pass
             elif msg_type == MessageType.ROUTE_REFRESH:
                 rr = decode_body(msg_type, body)
-                if neg.route_refresh or neg.enhanced_route_refresh:
+                if _refresh_acceptable(rr, neg):
                     self._emit(RouteRefreshReceived(rr))
             else:
                 self._fail("unexpected message in Established",
@@ -336,15 +336,23 @@ class Session:
 
     # ------------------------------------------------------------------ collision
 
-    def collision_loser(self, other_remote_id: str, local_initiated: bool) -> bool:
+    def collision_loser(self, other_remote_id: str, local_initiated: bool, remote_as: int | None = None) -> bool:
         """RFC 4271 section 6.8: should *this* connection be closed in a collision?
 
         The connection initiated by the speaker with the higher BGP identifier
         survives.  ``local_initiated`` says whether this session's connection was
-        opened by us.
+        opened by us.  When both identifiers are equal (possible between different
+        ASes), the connection initiated by the speaker with the larger AS number
+        survives (RFC 6286 section 2.3); ``remote_as`` defaults to the peer's AS from
+        its OPEN or the configuration.
         """
         local_id = tuple(int(x) for x in self.config.router_id.split("."))
         remote_id = tuple(int(x) for x in other_remote_id.split("."))
+        if local_id == remote_id:
+            if remote_as is None:
+                remote_as = self.peer_open.asn if self.peer_open is not None else self.config.peer_as
+            if isinstance(remote_as, int) and remote_as != self.config.local_as:
+                return local_initiated if self.config.local_as < remote_as else not local_initiated
         if local_id > remote_id:
             return not local_initiated
         return local_initiated
@@ -353,3 +361,19 @@ class Session:
         """Close this connection with Cease / Connection Collision Resolution."""
         self._fail("connection collision", Notification(ErrorCode.CEASE, CeaseSubcode.CONNECTION_COLLISION), restart=False)
         return self._take()
+
+
+def _refresh_acceptable(rr: RouteRefresh, neg: Negotiated) -> bool:
+    """Whether a received ROUTE-REFRESH is to be acted on.
+
+    RFC 2918 section 4: one for an AFI/SAFI that was not negotiated is ignored.
+    RFC 7313 section 5: BoRR/EoRR (subtypes 1, 2) need enhanced route refresh, and an
+    unknown subtype is ignored.
+    """
+    if rr.family not in neg.families:
+        return False
+    if rr.subtype == 0:
+        return neg.route_refresh or neg.enhanced_route_refresh
+    if rr.subtype in (1, 2):
+        return neg.enhanced_route_refresh
+    return False

@@ -129,10 +129,12 @@ def _fix_length(m: bytearray) -> bytearray:
 
 def mutate(rng: random.Random, msg: bytes) -> bytes:
     m = bytearray(msg)
+    if len(m) < 20:  # too short to aim at a body: random octets
+        return bytes(m) + bytes(rng.randrange(256) for _ in range(rng.randint(1, 30)))
     kind = rng.randrange(7)
     if kind == 0:  # flip a few bits in the body
         for _ in range(rng.randint(1, 4)):
-            i = rng.randrange(19, len(m)) if len(m) > 19 else rng.randrange(len(m))
+            i = rng.randrange(19, len(m))
             m[i] ^= 1 << rng.randrange(8)
     elif kind == 1:  # truncate, and say so in the header (or not)
         m = m[: rng.randrange(len(m))]
@@ -140,16 +142,15 @@ def mutate(rng: random.Random, msg: bytes) -> bytes:
             _fix_length(m)
     elif kind == 2:  # corrupt one or two octets that are likely length fields
         for _ in range(rng.randint(1, 2)):
-            i = rng.randrange(19, len(m)) if len(m) > 19 else 16
+            i = rng.randrange(19, len(m))
             m[i] = rng.choice((0, 1, 2, 3, 4, 0x7F, 0x80, 0xFF, rng.randrange(256)))
     elif kind == 3:  # insert random octets
-        i = rng.randrange(19, len(m) + 1) if len(m) >= 19 else len(m)
+        i = rng.randrange(19, len(m) + 1)
         m[i:i] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 8)))
         _fix_length(m)
     elif kind == 4:  # delete a run of octets from the body
-        if len(m) > 20:
-            i = rng.randrange(19, len(m))
-            del m[i : i + rng.randint(1, 8)]
+        i = rng.randrange(19, len(m))
+        del m[i : i + rng.randint(1, 8)]
         _fix_length(m)
     elif kind == 5:  # corrupt the header's length field
         m[16:18] = struct.pack("!H", rng.choice((0, 18, 19, 23, len(m) - 1, len(m) + 1, 4096, 4097, 65535, rng.randrange(65536))))
