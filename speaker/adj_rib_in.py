@@ -48,10 +48,14 @@ class AdjRibIn:
                 if table is None:
                     table = self.tables[family] = {}
                 if family.is_vpn:
-                    intern = self._intern
+                    # one shared path per label stack in this UPDATE (usually one)
+                    by_labels: dict = {}
                     for n in nlri:
                         inner = n.nlri if type(n) is PathId else n
-                        table[_key(n)] = intern((attrs, nh, inner.labels))
+                        path = by_labels.get(inner.labels)
+                        if path is None:
+                            path = by_labels[inner.labels] = self._intern((attrs, nh, inner.labels))
+                        table[_key(n)] = path
                 else:
                     path = self._intern((attrs, nh, ()))
                     for n in nlri:

@@ -133,10 +133,18 @@ def decode_prefixes(afi: int, data: bytes, addpath: bool = False) -> list:
 
 
 def decode_vpn_prefixes(afi: int, data: bytes, addpath: bool = False, withdraw: bool = False) -> list:
-    """Decode labeled VPN NLRI (RFC 4364 section 4.3.4, RFC 8277 label stack)."""
+    """Decode labeled VPN NLRI (RFC 4364 section 4.3.4, RFC 8277 label stack).
+
+    Route distinguishers and label stacks repeat across the NLRI of one UPDATE, so
+    their decoded objects are shared through small per-call caches.
+    """
     out: list = []
     append = out.append
     maxlen = 32 if afi == Afi.IPV4 else 128
+    width = maxlen >> 3
+    pad = _PAD
+    rd_cache: dict = {}
+    label_cache: dict = {}
     i = 0
     end = len(data)
     while i < end:
@@ -150,11 +158,11 @@ def decode_vpn_prefixes(afi: int, data: bytes, addpath: bool = False, withdraw: 
                 raise _bad_nlri("ADD-PATH path identifier without prefix")
         bits = data[i]
         i += 1
-        labels: list[int] = []
         # Label stack: 3 octets each, bottom-of-stack bit ends it.  A withdrawal may carry
         # the single compatibility value 0x800000 (RFC 8277 section 2.4), or 0x000000 as
         # some RFC 3107 speakers send, neither with a BoS bit.  In an announcement those
         # are ordinary labels (524288 and 0) above the bottom of the stack.
+        start = i
         while True:
             if bits < 24 or i + 3 > end:
                 raise _bad_nlri("VPN NLRI too short for its label stack")
@@ -162,24 +170,37 @@ def decode_vpn_prefixes(afi: int, data: bytes, addpath: bool = False, withdraw: 
             i += 3
             bits -= 24
             if withdraw and (raw_label == WITHDRAW_LABEL or raw_label == 0):
-                labels.append(raw_label >> 4)
                 break
-            labels.append(raw_label >> 4)
             if raw_label & BOTTOM_OF_STACK:
                 break
+        if withdraw:
+            labels: tuple = ()
+        else:
+            raw_stack = data[start:i]
+            labels = label_cache.get(raw_stack)
+            if labels is None:
+                labels = label_cache[raw_stack] = tuple(
+                    int.from_bytes(raw_stack[k : k + 3], "big") >> 4 for k in range(0, len(raw_stack), 3))
         if bits < 64 or i + 8 > end:
             raise _bad_nlri("VPN NLRI too short for its route distinguisher")
-        rd = RouteDistinguisher.unpack(data[i : i + 8])
+        raw_rd = data[i : i + 8]
+        rd = rd_cache.get(raw_rd)
+        if rd is None:
+            rd = rd_cache[raw_rd] = RouteDistinguisher.unpack(raw_rd)
         i += 8
         plen = bits - 64
         if plen > maxlen:
             raise _bad_nlri(f"VPN prefix length {plen} exceeds {maxlen}")
         nb = (plen + 7) >> 3
-        if i + nb > end:
+        j = i + nb
+        if j > end:
             raise _bad_nlri(f"VPN prefix of length {plen} overruns the NLRI field")
-        pfx = Prefix(afi, plen, _check_host_bits(afi, plen, data[i : i + nb]))
-        i += nb
-        vp = VpnPrefix(rd, pfx, () if withdraw else tuple(labels))
+        if plen & 7:
+            pfx = Prefix(afi, plen, _check_host_bits(afi, plen, data[i:j]))
+        else:
+            pfx = Prefix(afi, plen, data[i:j] + pad[width - nb])
+        i = j
+        vp = VpnPrefix(rd, pfx, labels)
         append(vp if path_id is None else PathId(path_id, vp))
     return out
 
