@@ -158,29 +158,22 @@ def decode_vpn_prefixes(afi: int, data: bytes, addpath: bool = False, withdraw: 
                 raise _bad_nlri("ADD-PATH path identifier without prefix")
         bits = data[i]
         i += 1
-        # Label stack: 3 octets each, bottom-of-stack bit ends it.  A withdrawal may carry
-        # the single compatibility value 0x800000 (RFC 8277 section 2.4), or 0x000000 as
-        # some RFC 3107 speakers send, neither with a BoS bit.  In an announcement those
-        # are ordinary labels (524288 and 0) above the bottom of the stack.
-        start = i
-        while True:
-            if bits < 24 or i + 3 > end:
-                raise _bad_nlri("VPN NLRI too short for its label stack")
-            raw_label = int.from_bytes(data[i : i + 3], "big")
-            i += 3
-            bits -= 24
-            if withdraw and (raw_label == WITHDRAW_LABEL or raw_label == 0):
-                break
-            if raw_label & BOTTOM_OF_STACK:
-                break
+        # One 3-octet label field (RFC 8277 sections 2.2 and 2.4): without the Multiple
+        # Labels Capability, which l3fab does not advertise, there is exactly one label
+        # and its bottom-of-stack bit is ignored on reception.  In a withdrawal the
+        # field holds the compatibility value (0x800000, or 0x000000 from RFC 3107
+        # speakers) and is ignored too.  FRR reads VPN NLRI the same way.
+        if bits < 24 or i + 3 > end:
+            raise _bad_nlri("VPN NLRI too short for its label")
         if withdraw:
             labels: tuple = ()
         else:
-            raw_stack = data[start:i]
-            labels = label_cache.get(raw_stack)
+            raw_label = data[i : i + 3]
+            labels = label_cache.get(raw_label)
             if labels is None:
-                labels = label_cache[raw_stack] = tuple(
-                    int.from_bytes(raw_stack[k : k + 3], "big") >> 4 for k in range(0, len(raw_stack), 3))
+                labels = label_cache[raw_label] = (int.from_bytes(raw_label, "big") >> 4,)
+        i += 3
+        bits -= 24
         if bits < 64 or i + 8 > end:
             raise _bad_nlri("VPN NLRI too short for its route distinguisher")
         raw_rd = data[i : i + 8]
@@ -212,8 +205,17 @@ def decode_nlri(family: Family, data: bytes, addpath: bool = False, withdraw: bo
 
 
 def encode_label_stack(labels: tuple[int, ...]) -> bytes:
+    """The label field: one label with the bottom-of-stack bit, or the withdrawal value.
+
+    More than one label needs the Multiple Labels Capability (RFC 8277 section 2.1),
+    which l3fab does not negotiate; peers (FRR among them) would read the second
+    label as the start of the route distinguisher.
+    """
     if not labels:
         return (WITHDRAW_LABEL).to_bytes(3, "big")
+    if len(labels) > 1:
+        raise LocalProtocolError(f"label stack {labels}: only one label can be sent without the "
+                                 "Multiple Labels Capability (RFC 8277)")
     out = bytearray()
     for n, label in enumerate(labels):
         if not 0 <= label < (1 << 20):
@@ -233,8 +235,6 @@ def encode_nlri(nlri: Nlri, withdraw: bool = False) -> bytes:
         stack = encode_label_stack(() if withdraw else nlri.labels)
         pfx = nlri.prefix
         bits = len(stack) * 8 + 64 + pfx.length
-        if bits > 255:
-            raise LocalProtocolError(f"{nlri}: {len(stack) // 3} labels leave no room in the 255-bit NLRI length")
         return bytes((bits,)) + stack + nlri.rd.pack() + pfx.packed[: (pfx.length + 7) >> 3]
     raise LocalProtocolError(f"cannot encode NLRI {nlri!r}")
 

@@ -89,7 +89,7 @@ def _seed_messages() -> list[bytes]:
             LargeCommunities((LargeCommunity(1, 2, 3),)))
     v4 = tuple(Prefix.parse(p) for p in ("10.0.0.0/8", "192.0.2.0/24", "192.0.2.1/32", "0.0.0.0/0"))
     v6 = tuple(Prefix.parse(p) for p in ("2001:db8::/32", "2001:db8::1/128"))
-    vpn4 = (VpnPrefix(rd, v4[1], (100,)), VpnPrefix(RouteDistinguisher(1, "1.2.3.4", 5), v4[2], (16, 17)))
+    vpn4 = (VpnPrefix(rd, v4[1], (100,)), VpnPrefix(RouteDistinguisher(1, "1.2.3.4", 5), v4[2], (1048575,)))
     vpn6 = (VpnPrefix(RouteDistinguisher(2, 4200000001, 3), v6[0], (100,)),)
     updates = [
         Update(attributes=path + (NextHop("10.0.0.1"),), nlri=v4, withdrawn=v4[:2]),

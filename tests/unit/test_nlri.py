@@ -153,18 +153,31 @@ def test_vpnv4_byte_exact_rfc_layout():
     assert encode_nlri(nlri) == hx("70 000641 0000 0064 00000001 c00002")
 
 
-def test_vpnv6_prefix_with_two_labels():
-    nlri = VpnPrefix(RouteDistinguisher(0, 65000, 9), Prefix.parse("2001:db8:9::/48"), (3000, 17))
+def test_vpnv6_prefix():
+    nlri = VpnPrefix(RouteDistinguisher(0, 65000, 9), Prefix.parse("2001:db8:9::/48"), (3000,))
     wire = encode_nlri(nlri)
-    assert wire == hx("a0") + label(3000, False) + label(17) + rd0(65000, 9) + hx("20010db80009")
+    assert wire == hx("88") + label(3000) + rd0(65000, 9) + hx("20010db80009")
     assert decode_nlri(VPNV6, wire) == [nlri]
 
 
-def test_vpn_label_stack_too_long_for_the_length_octet():
-    # Regression: 3 labels + RD + /128 is 264 bits and raised a bare ValueError.
-    nlri = VpnPrefix(RouteDistinguisher(0, 1, 1), Prefix.parse("2001:db8::1/128"), (1, 2, 3))
-    with pytest.raises(LocalProtocolError):
-        encode_nlri(nlri)
+def test_more_than_one_label_is_not_sent():
+    # RFC 8277 section 2.1: several labels need the Multiple Labels Capability, which
+    # l3fab does not negotiate; FRR would read the second label as the RD.
+    for labels in ((3000, 17), (1, 2, 3)):
+        nlri = VpnPrefix(RouteDistinguisher(0, 1, 1), Prefix.parse("2001:db8::1/128"), labels)
+        with pytest.raises(LocalProtocolError):
+            encode_nlri(nlri)
+
+
+@pytest.mark.parametrize("raw", [0x800000, 0x000000, 0x000640])
+def test_label_field_without_bottom_of_stack_is_one_label(raw):
+    # Regression: the decoder read labels until the bottom-of-stack bit, so a label
+    # field without it swallowed the RD (and 0x80000/0 above the bottom were taken for
+    # withdrawal values).  RFC 8277 section 2.2: without the Multiple Labels
+    # Capability there is exactly one label and the S bit is ignored on reception.
+    wire = hx("70") + raw.to_bytes(3, "big") + rd0(65000, 1) + hx("c00002")
+    (v,) = decode_nlri(VPNV4, wire)
+    assert v == VpnPrefix(RouteDistinguisher(0, 65000, 1), Prefix.parse("192.0.2.0/24"), (raw >> 4,))
 
 
 def test_vpn_label_out_of_range():
@@ -204,7 +217,7 @@ def test_vpn_addpath():
     [
         "70 000641",  # stops inside the RD
         "10 000641 00000000 00000001",  # 16 bits: shorter than one label
-        "58 000640",  # label without bottom-of-stack and no next label
+        "58 000640",  # label and nothing else
         "98 000641 0000006400000001 c00002",  # 152 bits: /64 for VPNv4
         "78 000641 0000006400000001 c00002",  # /32 promised, 3 octets present
     ],
@@ -222,11 +235,3 @@ def test_nlri_family_ok():
     assert nlri_family_ok(IPV6_UNICAST, PathId(1, p6))
     assert nlri_family_ok(VPNV4, v4) and not nlri_family_ok(VPNV6, v4) and not nlri_family_ok(VPNV4, p4)
 
-
-def test_announced_label_stack_may_hold_the_withdrawal_compatibility_value():
-    # Regression (found by the round-trip property): label 524288 (0x80000) above the
-    # bottom of an announced stack encodes as 0x800000 without BoS, which the decoder
-    # took for the RFC 8277 withdrawal value and then read the rest as the RD.
-    for top in (0x80000, 0):
-        v = VpnPrefix(RouteDistinguisher(0, 65000, 1), Prefix.parse("2001:db8::/32"), (top, 17))
-        assert decode_nlri(VPNV6, encode_nlri(v)) == [v]
