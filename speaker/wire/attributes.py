@@ -312,7 +312,8 @@ class LargeCommunities(PathAttribute):
     flags: ClassVar[int] = OPT_TRANS
 
     def value(self, ctx: CodecContext) -> bytes:
-        return b"".join(struct.pack("!III", *c) for c in self.communities)
+        # RFC 8092 section 2: duplicate values MUST NOT be transmitted.
+        return b"".join(struct.pack("!III", *c) for c in dict.fromkeys(self.communities))
 
     def __str__(self) -> str:
         return " ".join(str(c) for c in self.communities)

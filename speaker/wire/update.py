@@ -314,7 +314,9 @@ def _decode_attribute(flags: int, code: int, value: bytes, ctx: CodecContext):
         return ExtendedCommunities(tuple(ExtCommunity.unpack(value[i : i + 8]) for i in range(0, len(value), 8)))
     if code == AttrType.LARGE_COMMUNITY:
         _multiple_len(value, 12, "LARGE_COMMUNITY")
-        return LargeCommunities(tuple(LargeCommunity(*struct.unpack_from("!III", value, i)) for i in range(0, len(value), 12)))
+        # RFC 8092 section 2: a receiver MUST silently remove duplicate values.
+        return LargeCommunities(tuple(dict.fromkeys(
+            LargeCommunity(*struct.unpack_from("!III", value, i)) for i in range(0, len(value), 12))))
     if code == AttrType.AS4_PATH:
         segs = _decode_as_segments(value, True, ATTRIBUTE_DISCARD)
         if any(s.type in (AS_CONFED_SEQUENCE, AS_CONFED_SET) for s in segs):

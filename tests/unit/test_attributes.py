@@ -297,6 +297,17 @@ def test_route_targets_filter():
     assert ecs.route_targets() == (route_target("1:1"),)
 
 
+def test_duplicate_large_communities_are_neither_sent_nor_kept():
+    # Regression (found by the ExaBGP cross-check): RFC 8092 section 2, duplicates
+    # MUST NOT be transmitted and a receiver MUST silently remove them.
+    lc = LargeCommunities((LargeCommunity(1, 2, 3), LargeCommunity(4, 5, 6), LargeCommunity(1, 2, 3)))
+    assert lc.pack(CodecContext()) == attr(OPT_TRANS, 32, hx("00000001 00000002 00000003 00000004 00000005 00000006"))
+    dup = attr(OPT_TRANS, 32, hx("00000001 00000002 00000003") * 2 + hx("00000004 00000005 00000006"))
+    u = _decode(update(attrs=ORIGIN_IGP + AS_PATH_65001 + next_hop("10.0.0.1") + dup, nlri=prefix("10.0.0.0/8")))
+    assert u.get(LargeCommunities).communities == (LargeCommunity(1, 2, 3), LargeCommunity(4, 5, 6))
+    assert not u.faults
+
+
 def test_large_communities_byte_exact():
     lc = LargeCommunities((LargeCommunity(4200000001, 1, 2), LargeCommunity.parse("65000:0:4294967295")))
     assert lc.pack(CodecContext()) == attr(OPT_TRANS, 32, hx("fa56ea01 00000001 00000002 0000fde8 00000000 ffffffff"))

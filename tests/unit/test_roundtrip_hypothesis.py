@@ -211,8 +211,14 @@ def _join_sequences(path: AsPath) -> tuple:
 
 
 def _expected(u: Update) -> Update:
-    attrs = tuple(_split_long_segments(a) if isinstance(a, AsPath) else a for a in u.attributes)
-    return _canonical(Update(u.withdrawn, attrs, u.nlri))
+    def canonical(a):
+        if isinstance(a, AsPath):
+            return _split_long_segments(a)
+        if isinstance(a, LargeCommunities):  # RFC 8092: duplicates are not sent
+            return LargeCommunities(tuple(dict.fromkeys(a.communities)))
+        return a
+
+    return _canonical(Update(u.withdrawn, tuple(canonical(a) for a in u.attributes), u.nlri))
 
 
 # ------------------------------------------------------------------ round trips
