@@ -13,7 +13,14 @@ Config facts (measured with FRR 8.4 as the other side): ``capability {
 nexthop true; }`` plus a ``nexthop { ... }`` block make ExaBGP offer RFC 8950
 extended next hop; it offers it for ``ipv4 mpls-vpn`` only if ``ipv6
 mpls-vpn`` is also in its family list. A link-local session needs
-``local-address fe80::...`` plus ``source-interface``.
+``local-address fe80::...`` plus ``source-interface``; ExaBGP dials out, which
+FRR needs (it does not dial a link-local neighbour that sends no RAs).
+
+FRR 8.4 sends ExaBGP's own routes back to it (even with ``neighbor X
+sender-as-path-loop-detection``). For VPN routes that breaks the session:
+FRR sends them with a 48-byte next hop on a shared link, ExaBGP answers
+NOTIFICATION 3/9 and the session flaps for as long as ExaBGP announces VPN
+routes to that FRR.
 """
 
 from __future__ import annotations

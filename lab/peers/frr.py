@@ -31,11 +31,15 @@ RUN_ROOT = Path("/var/run/frr")
 class FrrRouter:
     """One FRR instance. ``start()`` it, ``configure()`` it, query it with ``vtysh*``.
 
-    ``no_kernel`` runs bgpd with ``-n``: sessions and RIB as usual, but nothing
-    is installed in the kernel (zebra still runs: bgpd needs it for interface
-    addresses and unnumbered peers). ``zebra=False`` runs bgpd alone with
-    ``-Z``; then only numbered sessions work and every next hop counts as
-    reachable.
+    ``no_kernel`` runs bgpd with ``-n``: sessions, RIB, best path and
+    next-hop tracking as usual, but nothing is installed in the kernel (zebra
+    still runs: bgpd needs it for interfaces, addresses and next hops).
+
+    ``zebra=False`` runs bgpd alone with ``-Z`` (measured with FRR 8.4): a
+    numbered session comes up and routes are received, but no path is
+    valid (no next-hop tracking), so nothing is selected or passed on; an
+    RFC 8950 update (IPv4 with global + link-local IPv6 next hop) is even
+    answered with NOTIFICATION 3/10. Use it only to receive.
     """
 
     def __init__(self, lab: Lab, ns: Namespace | str, *, zebra: bool = True,
@@ -77,6 +81,10 @@ class FrrRouter:
         self.lab.on_teardown(f"frr {self.name}", self.stop)
         for daemon in self.daemons:
             self._start_daemon(daemon, empty)
+            if daemon == "zebra":
+                # Clients that find no zserv.api retry only after 10 s.
+                wait_until(self._zebra_listening, timeout, 0.02,
+                           what=f"FRR {self.name}: zebra's zserv.api", retry_on=())
         wait_until(self._all_daemons_answer, timeout, 0.05,
                    what=f"FRR {self.name}: vtysh to reach {', '.join(self.daemons)}")
         if config is not None:
@@ -96,11 +104,18 @@ class FrrRouter:
         self.processes[daemon] = self.lab.popen(self.ns, argv, name=f"frr-{daemon}")
         self.lab.add_log(f"{self.name}/frr-{daemon}-file", log_file)
 
-    def _all_daemons_answer(self) -> bool:
+    def _check_alive(self) -> None:
         for daemon, proc in self.processes.items():
             if not proc.alive():
                 raise RuntimeError(f"FRR {self.name}: {daemon} exited with "
                                    f"{proc.popen.returncode}: {proc.log_text(2000)}")
+
+    def _zebra_listening(self) -> bool:
+        self._check_alive()
+        return (self.run_dir / "zserv.api").exists()
+
+    def _all_daemons_answer(self) -> bool:
+        self._check_alive()
         if not set(self.vtysh("show daemons").split()) >= set(self.daemons):
             return False
         if not self.zebra:

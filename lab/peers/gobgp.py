@@ -322,6 +322,11 @@ class GoBgp:
         zone (``fe80::1%eth0``). With ``address=None`` and ``interface`` set,
         gobgpd finds the only link-local neighbour on that interface itself
         (it must already be in the neighbour table).
+
+        Against FRR 8.4 over link-local addresses GoBGP must not be passive:
+        FRR never dials a ``neighbor fe80::... interface IF`` ("Waiting for
+        NHT") unless the peer sends router advertisements, so GoBGP has to
+        connect, and its first attempt comes after a random 5-10 s.
         """
         conf = api.PeerConf(peer_asn=peer_as, description=description)
         if address is None:
