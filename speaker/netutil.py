@@ -43,22 +43,27 @@ def set_md5(sock: socket.socket, peer: str, password: str | None) -> None:
     sock.setsockopt(socket.IPPROTO_TCP, TCP_MD5SIG, opt)
 
 
-def set_gtsm(sock: socket.socket, enabled: bool = True) -> None:
-    """RFC 5082: send with TTL 255 and drop anything that arrives with less than 254."""
+def set_gtsm(sock: socket.socket, enabled: bool = True, enforce: bool = True) -> None:
+    """RFC 5082: send with TTL 255 and (``enforce``) drop anything that arrives with less
+    than 254.  A listener gets ``enforce=False``: its SYN-ACKs must leave with TTL 255
+    for GTSM peers, but it must not refuse peers that do not use GTSM."""
     if not enabled:
         return
     if sock.family == socket.AF_INET6:
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, 255)
-        sock.setsockopt(socket.IPPROTO_IPV6, IPV6_MINHOPCOUNT, 254)
+        if enforce:
+            sock.setsockopt(socket.IPPROTO_IPV6, IPV6_MINHOPCOUNT, 254)
         # IPv4-mapped peers on a dual-stack socket use the IPv4 options
         try:
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 255)
-            sock.setsockopt(socket.IPPROTO_IP, IP_MINTTL, 254)
+            if enforce:
+                sock.setsockopt(socket.IPPROTO_IP, IP_MINTTL, 254)
         except OSError:
             pass
     else:
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 255)
-        sock.setsockopt(socket.IPPROTO_IP, IP_MINTTL, 254)
+        if enforce:
+            sock.setsockopt(socket.IPPROTO_IP, IP_MINTTL, 254)
 
 
 def ifindex(name: str) -> int:

@@ -8,7 +8,7 @@ import socket
 import time
 
 from .config import NodeConfig
-from .netutil import local_link_locals, set_md5
+from .netutil import local_link_locals, set_gtsm, set_md5
 from .origination import LocalRoute, RouteSpecError, encode_for_peer, encode_withdrawals, parse_route, parse_route_key, self_next_hop
 from .peer import Peer, _Protocol
 from .session.events import State
@@ -49,6 +49,8 @@ class Speaker:
                         set_md5(sock, p.cfg.address, p.cfg.password)
                     except OSError as e:
                         log.error("%s: cannot install TCP-MD5 key on the listener: %s", p.cfg.name, e)
+            if any(p.cfg.ttl_security for p in self.peers):
+                set_gtsm(sock, enforce=False)  # SYN-ACKs to GTSM peers leave with TTL 255
             sock.bind((addr, self.config.listen_port))
             sock.listen(64)
             sock.setblocking(False)

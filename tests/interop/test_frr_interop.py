@@ -295,3 +295,60 @@ def test_vpn_transit_through_frr_keeps_sid_and_48_octet_next_hops(lab, enhe):
     inj.withdraw({"prefix": "2001:db8:60::1/128", "rd": "10.0.0.3:9"})
     wait_until(lambda: not [r for r in node.received("frr", "vpnv6") if r["rd"] == "10.0.0.3:9"], 20,
                what="relayed VPNv6 withdrawal")
+
+
+FRR_SECURED = """
+    router bgp 65002
+     bgp router-id 10.0.0.2
+     no bgp ebgp-requires-policy
+     no bgp network import-check
+     neighbor 2001:db8:12::1 remote-as 65001
+     neighbor 2001:db8:12::1 timers connect 1
+     neighbor 2001:db8:12::1 password {password}
+     neighbor 2001:db8:12::1 ttl-security hops 1
+     address-family ipv6 unicast
+      network 2001:db8:20::/64
+      neighbor 2001:db8:12::1 activate
+     exit-address-family
+    !
+"""
+
+
+@pytest.mark.parametrize("passive", [False, True], ids=["l3fab-active", "l3fab-passive"])
+def test_tcp_md5_and_gtsm_with_frr(lab, passive):
+    """TCP-MD5 (RFC 2385) and GTSM (RFC 5082) on both sides; a wrong key keeps the
+    session down while the right key on a second neighbour brings it up."""
+    a = lab.add_namespace("l3")
+    b = lab.add_namespace("frr")
+    lab.link(a, b, "eth-frr", "eth-l3")
+    lab.add_address(a, "eth-frr", "2001:db8:12::1/64")
+    lab.add_address(b, "eth-l3", "2001:db8:12::2/64")
+    frr = FrrRouter(lab, b).start(FRR_SECURED.format(password="fabric-key"))
+
+    def node(password, name):
+        return L3fabNode(lab, a, {
+            "router-id": "10.0.0.1", "asn": 65001, "listen": {"addresses": ["::"], "port": 179},
+            "neighbors": [{"name": "frr", "address": "2001:db8:12::2", "remote-as": 65002,
+                           "families": ["ipv6"], "connect-retry": 1, "password": password,
+                           "ttl-security": True, "passive": passive}],
+        }, name=name).start()
+
+    if not passive:
+        # The wrong key: FRR's kernel drops l3fab's SYNs, nothing gets through.  (Only
+        # tried with l3fab connecting: with l3fab passive, FRR's own SYN retransmissions
+        # towards the wrong listener would delay the right session by tens of seconds.)
+        wrong = node("not-the-key", "wrong")
+        with pytest.raises(Exception):
+            wait_until(lambda: wrong.established("frr"), 6, what="session with a wrong MD5 key")
+        assert frr.bgp_neighbors()["2001:db8:12::1"]["bgpState"] != "Established"
+        wrong.stop()
+
+    right = node("fabric-key", "right")
+    wait_until(lambda: right.established("frr"), 30, what="MD5 + GTSM session Established")
+    info = frr.bgp_neighbors()["2001:db8:12::1"]
+    assert info["bgpState"] == "Established"
+    # FRR requires MD5 on this session and, with ttl-security hops 1, drops anything that
+    # arrives with a TTL below 254: the session is up only because l3fab signs with the
+    # right key and sends with TTL 255.
+    assert info["authenticationEnabled"] == 1 and info["externalBgpNbrMaxHopsAway"] == 1, info
+    wait_until(lambda: right.received("frr"), 20, what="route over the secured session")
