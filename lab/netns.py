@@ -216,6 +216,7 @@ class Lab:
     workdir: Path | None = None
     keep_workdir: bool = False
     uts: bool = True
+    stop_timeout: float = 5.0
     run_id: str = field(default_factory=lambda: secrets.token_hex(3))
     namespaces: dict[str, Namespace] = field(default_factory=dict)
     processes: list[Process] = field(default_factory=list)
@@ -352,16 +353,21 @@ class Lab:
         self.logs[label] = log
         return proc
 
-    def stop(self, proc: Process, timeout: float = 5.0) -> int | None:
-        """End ``proc`` (and its process group) with SIGTERM, then SIGKILL after ``timeout``."""
+    def stop(self, proc: Process, timeout: float | None = None) -> int | None:
+        """End ``proc`` (and its process group) with SIGTERM, then SIGKILL after ``timeout``
+        (default :attr:`stop_timeout`)."""
+        timeout = self.stop_timeout if timeout is None else timeout
         pgid = proc.pid  # start_new_session=True: the group id is the leader's PID
-        if proc.alive() or _send(os.killpg, pgid, 0):
+
+        def running() -> bool:  # alive() also reaps the leader once it exits
+            return proc.alive() or _send(os.killpg, pgid, 0)
+
+        if running():
             _send(os.killpg, pgid, signal.SIGTERM)
-            try:
-                proc.popen.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                pass
-            if proc.alive() or _send(os.killpg, pgid, 0):
+            deadline = time.monotonic() + timeout
+            while running() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if running():
                 _send(os.killpg, pgid, signal.SIGKILL)
                 proc.popen.wait(timeout=timeout)
         return proc.popen.returncode

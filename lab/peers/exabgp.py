@@ -12,7 +12,8 @@ ExaBGP has no RIB and no library API; it is driven through an API process
 Config facts (measured with FRR 8.4 as the other side): ``capability {
 nexthop true; }`` plus a ``nexthop { ... }`` block make ExaBGP offer RFC 8950
 extended next hop; it offers it for ``ipv4 mpls-vpn`` only if ``ipv6
-mpls-vpn`` is also in its family list. A link-local session needs
+mpls-vpn`` is also in its family list (likewise ``ipv4 unicast`` needs ``ipv6
+unicast``). A link-local session needs
 ``local-address fe80::...`` plus ``source-interface``; ExaBGP dials out, which
 FRR needs (it does not dial a link-local neighbour that sends no RAs).
 
@@ -41,8 +42,14 @@ FAMILY_NAMES = {
     "ipv4 unicast": "ipv4", "ipv6 unicast": "ipv6",
     "ipv4 mpls-vpn": "vpnv4", "ipv6 mpls-vpn": "vpnv6",
 }
-# RFC 8950 next-hop encodings ExaBGP will accept and send, keyed by NLRI family.
-EXTENDED_NEXTHOPS = {"ipv4 unicast": "ipv4 unicast ipv6", "ipv4 mpls-vpn": "ipv4 mpls-vpn ipv6"}
+# RFC 8950 next-hop encodings ExaBGP will accept and send, keyed by NLRI family,
+# with the family ExaBGP also needs in its list before it really offers one:
+# without it, it sends an empty extended next hop capability, which FRR
+# refuses with NOTIFICATION 2/0.
+EXTENDED_NEXTHOPS = {
+    "ipv4 unicast": ("ipv4 unicast ipv6", "ipv6 unicast"),
+    "ipv4 mpls-vpn": ("ipv4 mpls-vpn ipv6", "ipv6 mpls-vpn"),
+}
 
 
 def exabgp_command() -> str | None:
@@ -74,7 +81,12 @@ class ExaBgp:
                router_id: str, families: Iterable[str] = DEFAULT_FAMILIES,
                source_interface: str | None = None, hold_time: int | None = None,
                extended_nexthop: bool = True, passive: bool = False) -> str:
-        """The ExaBGP config text for one neighbour plus the API process."""
+        """The ExaBGP config text for one neighbour plus the API process.
+
+        Extended next hop (IPv4 NLRI with IPv6 next hops) is offered for
+        ``ipv4 unicast`` only when ``ipv6 unicast`` is in ``families`` too,
+        and for ``ipv4 mpls-vpn`` only with ``ipv6 mpls-vpn``.
+        """
         families = list(families)
         for path in (self.fifo, self.events_file):
             if " " in str(path):
@@ -88,7 +100,8 @@ class ExaBgp:
         if passive:
             lines.append("passive true;")
         lines.append("family {\n" + "".join(f"    {f};\n" for f in families) + "}")
-        nexthops = [EXTENDED_NEXTHOPS[f] for f in families if f in EXTENDED_NEXTHOPS]
+        nexthops = [EXTENDED_NEXTHOPS[f][0] for f in families
+                    if f in EXTENDED_NEXTHOPS and EXTENDED_NEXTHOPS[f][1] in families]
         if extended_nexthop and nexthops:
             lines.append("capability {\n    nexthop true;\n}")
             lines.append("nexthop {\n" + "".join(f"    {n};\n" for n in nexthops) + "}")
@@ -111,8 +124,9 @@ class ExaBgp:
     def start(self, **neighbor: Any) -> "ExaBgp":
         """Write the config (keyword arguments of :meth:`config`) and start ExaBGP.
 
-        ExaBGP connects out to the peer (it does not listen: ``exabgp.tcp.bind``
-        is empty), so the other side may be passive or active.
+        ExaBGP connects out to the peer and does not listen. With
+        ``passive=True`` it listens on ``local_address`` port 179 instead
+        and waits for the peer to connect.
         """
         command = exabgp_command()
         if command is None:
@@ -133,7 +147,8 @@ class ExaBgp:
             "exabgp_api_ack": "true",
             "exabgp_log_destination": "stdout",
             "exabgp_log_all": "true" if self.verbose else "false",
-            "exabgp_tcp_bind": "",
+            "exabgp_tcp_bind": neighbor["local_address"] if neighbor.get("passive") else "",
+            "exabgp_tcp_port": "179",
         })
         argv = [command, "server"] + (["-v"] if self.verbose else []) + [str(self.config_file)]
         self.process = self.lab.popen(self.ns, argv, name="exabgp", env=env, cwd=self.dir)
@@ -214,18 +229,23 @@ class ExaBgp:
         whose ``nexthops`` lists both. Withdrawals and session loss remove
         routes.
         """
-        rib: dict[tuple[str, str, str | None, str], dict[str, Any]] = {}
-        for event in self.events():
-            if event.get("type") == "state" and event["neighbor"].get("state") == "down":
-                peer = event["neighbor"]["address"]["peer"]
-                rib = {k: v for k, v in rib.items() if k[0] != peer}
-            elif event.get("type") == "update":
-                _apply_update(rib, event["neighbor"])
-        return list(rib.values())
+        return routes_from_events(self.events())
 
     def __repr__(self) -> str:
         pid = self.process.pid if self.process else None
         return f"ExaBgp({self.name!r}, pid={pid})"
+
+
+def routes_from_events(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Replay ExaBGP's JSON messages (see :meth:`ExaBgp.received_routes`)."""
+    rib: dict[tuple[str, str, str | None, str], dict[str, Any]] = {}
+    for event in events:
+        if event.get("type") == "state" and event["neighbor"].get("state") == "down":
+            peer = event["neighbor"]["address"]["peer"]
+            rib = {k: v for k, v in rib.items() if k[0] != peer}
+        elif event.get("type") == "update":
+            _apply_update(rib, event["neighbor"])
+    return list(rib.values())
 
 
 def _apply_update(rib: dict, neighbor: dict[str, Any]) -> None:

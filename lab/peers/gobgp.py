@@ -228,6 +228,13 @@ def path_to_dict(fam: Family, path: api.Path) -> dict[str, Any]:
     return out
 
 
+def _family_name(message: api.Family) -> str:
+    for fam in FAMILIES.values():
+        if (fam.afi, fam.safi) == (message.afi, message.safi):
+            return fam.name
+    return f"{message.afi}/{message.safi}"
+
+
 def peer_to_dict(peer: api.Peer) -> dict[str, Any]:
     state = peer.state
     return {
@@ -240,7 +247,7 @@ def peer_to_dict(peer: api.Peer) -> dict[str, Any]:
         "router_id": state.router_id or None,
         "flops": state.flops,
         "families": {
-            f"{af.state.family.afi}/{af.state.family.safi}": {
+            _family_name(af.state.family): {
                 "received": af.state.received, "accepted": af.state.accepted,
                 "advertised": af.state.advertised}
             for af in peer.afi_safis},
