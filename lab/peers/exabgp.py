@@ -179,8 +179,18 @@ class ExaBgp:
         """
         if "\n" in command:
             raise ValueError("one command per call")
-        with open(self.fifo, "w", encoding="utf-8") as fifo:
-            fifo.write(command + "\n")
+        try:  # non-blocking: with no API process reading, fail instead of hanging
+            fd = os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as exc:
+            raise RuntimeError(f"ExaBGP {self.name}: API process not reading {self.fifo} "
+                               f"({exc}); log: {self.process.log_text(2000)}") from exc
+        try:
+            os.set_blocking(fd, True)  # long commands (many prefixes) exceed one pipe write
+            data = (command + "\n").encode()
+            while data:
+                data = data[os.write(fd, data):]
+        finally:
+            os.close(fd)
         self.commands_sent += 1
         if not wait:
             return None
