@@ -92,10 +92,10 @@ def parse_route(spec: dict, where: str = "route") -> LocalRoute:
     if raw_labels is not None:
         try:
             labels = tuple(int(x) for x in _list(raw_labels))
-            if not all(0 <= x < 1 << 20 for x in labels):
+            if not all(0 <= x < 1 << 20 for x in labels) or len(labels) > 1:
                 raise ValueError
         except ValueError:
-            raise RouteSpecError(f"{where}.labels: {raw_labels!r} is not a list of MPLS labels (0-1048575)") from None
+            raise RouteSpecError(f"{where}.labels: {raw_labels!r} is not one MPLS label (0-1048575); RFC 8277 VPN routes carry exactly one") from None
     if family.is_vpn and not labels:
         labels = (0,)  # the fabric does not forward on MPLS; a label field is still required on the wire
     nh = None
@@ -201,6 +201,11 @@ def encode_for_peer(routes: list[LocalRoute], neg: Negotiated, self_nh: MpNextHo
             continue
         nh = r.next_hop or self_nh
         if nh is None:
+            continue
+        if r.family == IPV4_UNICAST and nh.is_ipv6 and IPV4_UNICAST not in neg.extended_next_hop:
+            # RFC 8950 section 4: no IPv6 next hop for IPv4 unicast unless the peer
+            # announced the extended next hop capability.  (VPN-IPv4 is exempt: FRR
+            # accepts IPv6 next hops there without announcing it, and the fabric needs it.)
             continue
         groups.setdefault((r.family, nh, r.attributes), []).append(r.nlri)
     out: list[bytes] = []

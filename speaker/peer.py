@@ -298,7 +298,7 @@ class Peer:
             self._apply(newer, newer.session.collision_close())
             self.secondary = None
             return
-        if old.session.collision_loser(remote_id, old.locally_initiated):
+        if old.session.collision_loser(remote_id, old.locally_initiated, newer.session.peer_open.asn):
             log.info("%s: collision, keeping the connection opened by the peer", self.cfg.name)
             self.primary, self.secondary = newer, None
             self._apply(old, old.session.collision_close())

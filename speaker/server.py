@@ -228,6 +228,11 @@ class Speaker:
             fam = _family(params.get("family", "ipv4"))
             if p.state is not State.ESTABLISHED:
                 raise ApiError(f"neighbor: {p.cfg.name!r} is {p.state.value}, not Established")
+            neg = p.session.negotiated
+            if not neg.route_refresh:
+                raise ApiError(f"neighbor: {p.cfg.name!r} did not announce the route refresh capability")
+            if fam not in neg.families:
+                raise ApiError(f"family: {fam.name!r} was not negotiated with {p.cfg.name!r}")
             p.send(RouteRefresh(fam))
             return {"sent": True}
         if method == "reset":

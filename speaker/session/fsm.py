@@ -202,6 +202,14 @@ class Session:
             self.last_error = reason
         elif self.state is State.ACTIVE:
             self.last_error = reason
+        elif self.state is State.OPENSENT:
+            # RFC 4271 section 8.2.2: close, restart ConnectRetryTimer, listen, go Active.
+            self._connected = False
+            self.last_error = reason
+            self._reader = MessageReader()
+            self._emit(StopTimer(Timer.HOLD))
+            self._emit(StartTimer(Timer.CONNECT_RETRY, self.config.connect_retry))
+            self._goto(State.ACTIVE, reason)
         elif self.state is not State.IDLE:
             self._connected = False
             self._fail(reason)

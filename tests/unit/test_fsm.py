@@ -537,3 +537,18 @@ def test_messages_split_across_reads():
         got += s.data_received(wire[i : i + 7])
     assert s.state is State.ESTABLISHED
     assert [type(e) for e in got if isinstance(e, (Established, UpdateReceived))] == [Established, UpdateReceived]
+
+
+def test_tcp_failure_in_opensent_goes_active_and_retries():
+    """RFC 4271 section 8.2.2: TcpConnectionFails in OpenSent -> Active, ConnectRetryTimer restarted."""
+    from speaker.session import Session, SessionConfig, StartTimer, State, Timer
+
+    s = Session(SessionConfig(65001, "10.0.0.1", 65002))
+    s.start()
+    s.connection_made()
+    assert s.state is State.OPENSENT
+    actions = s.connection_failed("reset by peer")
+    assert s.state is State.ACTIVE
+    assert StartTimer(Timer.CONNECT_RETRY, s.config.connect_retry) in actions
+    again = s.timer_expired(Timer.CONNECT_RETRY)
+    assert s.state is State.CONNECT and any(type(a).__name__ == "Connect" for a in again)
