@@ -35,7 +35,7 @@ def _api(sock: Optional[str], method: str, params: dict | None = None):
     try:
         return call(sock or DEFAULT_API_SOCKET, method, params)
     except ApiClientError as e:
-        fail(str(e), 2 if str(e).split(":")[0] in ("routes", "family", "neighbor", "method") or "routes[" in str(e) else 1)
+        fail(str(e), 2 if e.bad_input else 1)
 
 
 def _load(path: Path):

@@ -17,7 +17,15 @@ MAX_REQUEST = 64 * 1024 * 1024
 
 
 class ApiClientError(Exception):
-    """The daemon could not be reached or refused the request (message is one line)."""
+    """The daemon could not be reached or refused the request (message is one line).
+
+    ``bad_input`` is true when the daemon refused what was asked (a field and value
+    at fault), false when it could not be reached or failed itself.
+    """
+
+    def __init__(self, message: str, bad_input: bool = False) -> None:
+        super().__init__(message)
+        self.bad_input = bad_input
 
 
 async def serve(path: str, handler) -> asyncio.base_events.Server:
@@ -56,7 +64,8 @@ async def serve(path: str, handler) -> asyncio.base_events.Server:
                     known = type(e).__name__ in ("ApiError", "RouteSpecError", "ValueError", "ConfigError")
                     if not known:
                         log.exception("API request failed")
-                    resp = {"ok": False, "error": str(e) if known else f"internal error: {type(e).__name__}: {e}"}
+                    resp = {"ok": False, "bad_input": known,
+                            "error": str(e) if known else f"internal error: {type(e).__name__}: {e}"}
                 writer.write(json.dumps(resp, default=str).encode() + b"\n")
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -93,5 +102,5 @@ def call(path: str, method: str, params: dict | None = None, timeout: float = 30
         s.close()
     resp = json.loads(buf)
     if not resp.get("ok"):
-        raise ApiClientError(resp.get("error", "unknown error"))
+        raise ApiClientError(resp.get("error", "unknown error"), bool(resp.get("bad_input")))
     return resp["result"]
