@@ -33,6 +33,7 @@ def one_line_error(r, *needles):
 
 def test_show_announce_withdraw_and_errors(daemon_factory):
     d = daemon_factory(CONFIG)
+    assert os.stat(d.socket).st_mode & 0o777 == 0o660  # the API socket: owner and group only
     r = cli(d, "show", "neighbors")
     assert r.returncode == 0 and "nobody" in r.stdout and "Active" in r.stdout
     rows = json.loads(cli(d, "show", "neighbors", "--json").stdout)
