@@ -4,11 +4,9 @@ families with 4/12/16/24/32/48-octet next hops, ADD-PATH, End-of-RIB, enhanced
 route refresh and an RFC 9003 shutdown NOTIFICATION."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from speaker.session import Session, SessionConfig
+from captures import ALL, load, run_session
 from speaker.session.events import (
     Established,
     NotificationReceived,
@@ -51,28 +49,12 @@ from speaker.wire.capabilities import (
     UnknownCapability,
 )
 
-DATA = Path(__file__).parent / "data"
-ALL = (IPV4_UNICAST, IPV6_UNICAST, VPNV4, VPNV6)
 FRR_NH = "2001:db8::2"
-
-
-def load(name: str) -> list[bytes]:
-    lines = (DATA / name).read_text().splitlines()
-    return [bytes.fromhex(line) for line in lines if line and not line.startswith("#")]
 
 
 V4 = load("frr-8.4.4-ipv4-session.hex")
 V6 = load("frr-8.4.4-ipv6-session.hex")
 LINK_LOCAL = str(decode_message(V6[2], CodecContext(max_message=65535)).reachable()[0][1].link_local)
-
-
-def run_session(messages: list[bytes], **cfg) -> tuple[Session, list]:
-    """Feed FRR's bytes to a session configured as the capture's l3fab side was."""
-    s = Session(SessionConfig(65001, "10.0.0.1", 65002, families=ALL, passive=True, graceful_restart_time=120, **cfg))
-    events = s.start() + s.connection_made()
-    for m in messages:
-        events += s.data_received(m)
-    return s, events
 
 
 def test_captures_are_there():
