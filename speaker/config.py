@@ -22,10 +22,16 @@ _IFNAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
 class ConfigError(ValueError):
     """A configuration problem: ``field`` and ``value`` are in the message."""
 
-    def __init__(self, path: str, value: Any, problem: str) -> None:
+    def __init__(self, path: str, value: Any, problem: str, message: str | None = None) -> None:
         self.path = path
         self.value = value
-        super().__init__(f"{path}: {value!r} {problem}")
+        super().__init__(message or f"{path}: {value!r} {problem}")
+
+    @classmethod
+    def from_line(cls, line: str) -> "ConfigError":
+        """Wrap an already formatted ``field: value problem`` line from a lower layer."""
+        path, _, _ = line.partition(": ")
+        return cls(path, None, "", message=line)
 
 
 @dataclass(frozen=True)
@@ -48,10 +54,36 @@ class NeighborConfig:
     local_address: str | None = None
     description: str = ""
     addpath_receive: tuple[Family, ...] = ()
+    route_reflector_client: bool = False
+    allowas_in: int = 0
+    import_policy: str | None = None
+    export_policy: str | None = None
+    max_prefix: "MaxPrefix | None" = None
+    next_hop_self: bool = False
+    host_locator: str | None = None
+    keep_pre_policy: bool = False
+    graceful_restart: bool = True
 
     @property
     def unnumbered(self) -> bool:
         return self.address is None
+
+
+@dataclass(frozen=True)
+class MaxPrefix:
+    """Per-family limit on accepted routes: Cease 6/1 above ``limit`` (RFC 4486),
+    a warning at ``warning`` percent, a new session after ``restart`` seconds (0: never)."""
+
+    limit: int
+    warning: int = 75
+    restart: float = 30.0
+
+
+@dataclass(frozen=True)
+class FibConfig:
+    enabled: bool = True
+    table: int = 254
+    protocol: int = 196
 
 
 @dataclass(frozen=True)
@@ -63,6 +95,17 @@ class NodeConfig:
     listen_port: int = 179
     api_socket: str = DEFAULT_API_SOCKET
     hostname: str = ""
+    role: str = "host"
+    cluster_id: str | None = None
+    maximum_paths: int = 64
+    multipath_relax: bool = False
+    always_compare_med: bool = False
+    mrai: float = 0.0
+    networks: tuple[dict, ...] = ()
+    fib: FibConfig = FibConfig()
+    restart_time: int = 120
+    convergence_timeout: float = 30.0
+    policies: object = None  # speaker.policy PolicyConfig, when the config has policies
     source: str = field(default="", compare=False)
 
     def neighbor(self, key: str) -> NeighborConfig | None:
@@ -167,8 +210,12 @@ def _check_keys(path: str, d: dict, allowed: set[str]) -> None:
 
 _NEIGHBOR_KEYS = {"name", "address", "interface", "remote-as", "families", "passive", "hold-time",
                   "connect-retry", "port", "password", "ttl-security", "local-address", "description",
-                  "addpath-receive"}
-_NODE_KEYS = {"router-id", "asn", "neighbors", "listen", "api-socket", "hostname"}
+                  "addpath-receive", "route-reflector-client", "allowas-in", "import-policy", "export-policy",
+                  "max-prefix", "next-hop-self", "host-locator", "keep-pre-policy", "graceful-restart"}
+_NODE_KEYS = {"router-id", "asn", "neighbors", "listen", "api-socket", "hostname", "role", "cluster-id",
+              "maximum-paths", "multipath-relax", "always-compare-med", "mrai", "networks", "fib",
+              "graceful-restart", "prefix-lists", "policies"}
+ROLES = ("host", "leaf", "spine", "route-reflector")
 
 
 def _neighbor(path: str, d: Any, defaults: dict) -> NeighborConfig:
@@ -194,6 +241,25 @@ def _neighbor(path: str, d: Any, defaults: dict) -> NeighborConfig:
     families = _families(f"{path}.families", d["families"]) if "families" in d else (IPV4_UNICAST, IPV6_UNICAST)
     addpath = _families(f"{path}.addpath-receive", d["addpath-receive"]) if "addpath-receive" in d else ()
     name = _str(f"{path}.name", d["name"]) if "name" in d else (address or interface)
+    max_prefix = None
+    if "max-prefix" in d:
+        mp = d["max-prefix"]
+        if isinstance(mp, int) and not isinstance(mp, bool):
+            mp = {"limit": mp}
+        if not isinstance(mp, dict) or "limit" not in mp:
+            raise ConfigError(f"{path}.max-prefix", mp, "is not a limit or {limit, warning, restart}")
+        _check_keys(f"{path}.max-prefix", mp, {"limit", "warning", "restart"})
+        max_prefix = MaxPrefix(
+            limit=_int(f"{path}.max-prefix.limit", mp["limit"], 1, 10**9),
+            warning=_int(f"{path}.max-prefix.warning", mp.get("warning", 75), 1, 100),
+            restart=_number(f"{path}.max-prefix.restart", mp.get("restart", 30), 0, 86400),
+        )
+    host_locator = None
+    if "host-locator" in d:
+        try:
+            host_locator = str(ipaddress.ip_network(str(d["host-locator"]), strict=True))
+        except ValueError:
+            raise ConfigError(f"{path}.host-locator", d["host-locator"], "is not a prefix (the host's locator, e.g. 2001:db8:0:11::/64)") from None
     return NeighborConfig(
         name=name,
         remote_as=_remote_as(f"{path}.remote-as", d["remote-as"]),
@@ -209,6 +275,15 @@ def _neighbor(path: str, d: Any, defaults: dict) -> NeighborConfig:
         local_address=_ip(f"{path}.local-address", d["local-address"]) if "local-address" in d else None,
         description=_str(f"{path}.description", d.get("description", "")),
         addpath_receive=addpath,
+        route_reflector_client=_bool(f"{path}.route-reflector-client", d.get("route-reflector-client", False)),
+        allowas_in=_int(f"{path}.allowas-in", d.get("allowas-in", 0), 0, 10),
+        import_policy=_str(f"{path}.import-policy", d["import-policy"]) if "import-policy" in d else None,
+        export_policy=_str(f"{path}.export-policy", d["export-policy"]) if "export-policy" in d else None,
+        max_prefix=max_prefix,
+        next_hop_self=_bool(f"{path}.next-hop-self", d.get("next-hop-self", False)),
+        host_locator=host_locator,
+        keep_pre_policy=_bool(f"{path}.keep-pre-policy", d.get("keep-pre-policy", False)),
+        graceful_restart=_bool(f"{path}.graceful-restart", d.get("graceful-restart", True)),
     )
 
 
@@ -245,7 +320,58 @@ def parse_config(data: Any, source: str = "") -> NodeConfig:
             raise ConfigError(f"neighbors[{i}]", n.address or n.interface, f"duplicates neighbors[{seen.get(key, seen.get(n.name))}]")
         seen[key] = i
         seen[n.name] = i
+    role = data.get("role", "host")
+    if role not in ROLES:
+        raise ConfigError("role", role, f"is not one of {', '.join(ROLES)}")
+    fib_raw = data.get("fib", {}) or {}
+    if not isinstance(fib_raw, dict):
+        raise ConfigError("fib", fib_raw, "is not a mapping")
+    _check_keys("fib", fib_raw, {"enabled", "table", "protocol"})
+    fib = FibConfig(enabled=_bool("fib.enabled", fib_raw.get("enabled", True)),
+                    table=_int("fib.table", fib_raw.get("table", 254), 1, 2**31 - 1),
+                    protocol=_int("fib.protocol", fib_raw.get("protocol", 196), 5, 255))
+    gr = data.get("graceful-restart", {}) or {}
+    if not isinstance(gr, dict):
+        raise ConfigError("graceful-restart", gr, "is not a mapping")
+    _check_keys("graceful-restart", gr, {"restart-time", "convergence-timeout"})
+    networks = data.get("networks", []) or []
+    if not isinstance(networks, list):
+        raise ConfigError("networks", networks, "is not a list of prefixes or route objects")
+    nets = []
+    for i, n in enumerate(networks):
+        spec = {"prefix": n} if isinstance(n, str) else n
+        if not isinstance(spec, dict):
+            raise ConfigError(f"networks[{i}]", n, "is not a prefix or a route object")
+        from .origination import RouteSpecError, parse_route
+
+        try:
+            parse_route(spec, f"networks[{i}]")
+        except RouteSpecError as e:
+            raise ConfigError.from_line(str(e)) from None
+        nets.append(spec)
+    policies = None
+    if "policies" in data or "prefix-lists" in data:
+        from .policy import parse_policy_config
+
+        policies = parse_policy_config({k: data[k] for k in ("prefix-lists", "policies") if k in data})
+    for i, n in enumerate(neighbors):
+        for attr in ("import_policy", "export_policy"):
+            name = getattr(n, attr)
+            if name is not None and (policies is None or name not in policies.policies):
+                raise ConfigError(f"neighbors[{i}].{attr.replace('_', '-')}", name, "is not a policy defined under policies")
+    cluster_id = _ipv4("cluster-id", data["cluster-id"]) if "cluster-id" in data else None
     return NodeConfig(
+        role=role,
+        cluster_id=cluster_id,
+        maximum_paths=_int("maximum-paths", data.get("maximum-paths", 64), 1, 256),
+        multipath_relax=_bool("multipath-relax", data.get("multipath-relax", False)),
+        always_compare_med=_bool("always-compare-med", data.get("always-compare-med", False)),
+        mrai=_number("mrai", data.get("mrai", 0), 0, 600),
+        networks=tuple(nets),
+        fib=fib,
+        restart_time=_int("graceful-restart.restart-time", gr.get("restart-time", 120), 0, 4095),
+        convergence_timeout=_number("graceful-restart.convergence-timeout", gr.get("convergence-timeout", 30), 0, 3600),
+        policies=policies,
         router_id=_ipv4("router-id", data["router-id"]),
         asn=_asn("asn", data["asn"]),
         neighbors=neighbors,

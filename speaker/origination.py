@@ -1,14 +1,12 @@
-"""Routes this speaker originates (injected through the API), and how they are
-turned into UPDATEs for one peer.  The full Adj-RIB-Out and policy come later; this
-is the export step every peer shares: eBGP AS prepend, LOCAL_PREF only on iBGP,
-next-hop-self for unicast routes without an explicit next hop, VPN next hops kept.
+"""Routes this speaker originates (from the config's ``networks`` or the API):
+parsing operator input into :class:`LocalRoute` records with one-line errors, and the
+next-hop-self address for a session.  Export rules live in :mod:`speaker.table.export`.
 """
 from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
 
-from .session.negotiated import Negotiated
 from .wire.attributes import (
     AsPath,
     Communities,
@@ -27,7 +25,6 @@ from .wire.constants import IPV4_UNICAST, IPV6_UNICAST, VPNV4, VPNV6, Family
 from .wire.extcommunity import ExtCommunity, route_target
 from .wire.nlri import Prefix, VpnPrefix
 from .wire.rd import RouteDistinguisher
-from .wire.update import pack_announcements, pack_withdrawals
 
 
 class RouteSpecError(ValueError):
@@ -161,24 +158,6 @@ def parse_route_key(spec: dict, where: str = "route") -> tuple[Family, Prefix | 
     return r.family, r.key
 
 
-def export_attributes(route: LocalRoute, neg: Negotiated) -> tuple[PathAttribute, ...]:
-    """Attributes as sent to one peer: eBGP prepends our AS and drops LOCAL_PREF."""
-    out = []
-    has_lp = False
-    for a in route.attributes:
-        if isinstance(a, AsPath):
-            out.append(a if neg.ibgp else a.prepend(neg.local_as))
-        elif isinstance(a, LocalPref):
-            if neg.ibgp:
-                out.append(a)
-                has_lp = True
-        else:
-            out.append(a)
-    if neg.ibgp and not has_lp:
-        out.append(LocalPref(100))
-    return tuple(out)
-
-
 def self_next_hop(local_address: str | None, interface_link_local: str | None) -> MpNextHop | None:
     """Next-hop-self: our address on the session (RFC 8950 IPv6 next hop for IPv4 NLRI)."""
     if not local_address:
@@ -191,37 +170,3 @@ def self_next_hop(local_address: str | None, interface_link_local: str | None) -
     if addr.is_link_local:
         return MpNextHop(str(addr))
     return MpNextHop(str(addr), interface_link_local)
-
-
-def encode_for_peer(routes: list[LocalRoute], neg: Negotiated, self_nh: MpNextHop | None) -> list[bytes]:
-    """Pack routes into as few UPDATEs as the session allows (equal attributes share one)."""
-    groups: dict = {}
-    for r in routes:
-        if r.family not in neg.families:
-            continue
-        nh = r.next_hop or self_nh
-        if nh is None:
-            continue
-        if r.family == IPV4_UNICAST and nh.is_ipv6 and IPV4_UNICAST not in neg.extended_next_hop:
-            # RFC 8950 section 4: no IPv6 next hop for IPv4 unicast unless the peer
-            # announced the extended next hop capability.  (VPN-IPv4 is exempt: FRR
-            # accepts IPv6 next hops there without announcing it, and the fabric needs it.)
-            continue
-        groups.setdefault((r.family, nh, r.attributes), []).append(r.nlri)
-    out: list[bytes] = []
-    ctx = neg.codec
-    for (family, nh, attrs), nlri in groups.items():
-        exported = export_attributes(LocalRoute(family, nlri[0], nh, attrs), neg)
-        out += pack_announcements(family, exported, nh, nlri, ctx)
-    return out
-
-
-def encode_withdrawals(routes: list[LocalRoute], neg: Negotiated) -> list[bytes]:
-    by_family: dict = {}
-    for r in routes:
-        if r.family in neg.families:
-            by_family.setdefault(r.family, []).append(r.key)
-    out: list[bytes] = []
-    for family, keys in by_family.items():
-        out += pack_withdrawals(family, keys, neg.codec)
-    return out

@@ -12,7 +12,9 @@ import socket
 import time
 from dataclasses import dataclass, field
 
-from .adj_rib_in import AdjRibIn
+from .table.adj_rib_in import AdjRibIn
+from .table.adj_rib_out import AdjRibOut
+from .table.path import Source
 from .config import NeighborConfig, NodeConfig
 from .netutil import discover_link_local_peer, ifindex, send_router_advertisement, set_gtsm, set_md5
 from .session.events import (
@@ -81,6 +83,15 @@ class Peer:
         self.node = node
         self.cfg = cfg
         self.rib_in = AdjRibIn()
+        self.rib_in_pre: AdjRibIn | None = AdjRibIn() if cfg.keep_pre_policy else None
+        self.rib_out = AdjRibOut()
+        self.source = Source(cfg.name, cfg.address)
+        self.eor_received: set = set()
+        self.last_gr = None  # the peer's graceful restart capability on the last session
+        self.export_ctx = None
+        self.max_prefix_warned: set = set()
+        self._link_task: asyncio.Task | None = None
+        self._restart_handle: asyncio.TimerHandle | None = None
         self.primary = Conn(Session(self._session_config(passive=cfg.passive)))
         self.secondary: Conn | None = None
         self.enabled = False
@@ -104,7 +115,9 @@ class Peer:
             passive=passive, addpath_receive=self.cfg.addpath_receive, extra_capabilities=extra,
             # RFC 4724 capability without families: we send End-of-RIB markers and want
             # them from the peer (FRR ignores ROUTE-REFRESH until it has sent its EoR).
-            graceful_restart_time=120,
+            graceful_restart_time=self.node.restart_time if self.cfg.graceful_restart else None,
+            restarting=self.speaker.restarting,
+            graceful_restart_families=self.cfg.families if self.cfg.graceful_restart else (),
         )
 
     @property
@@ -136,19 +149,68 @@ class Peer:
     def start(self) -> None:
         self.enabled = True
         self._apply(self.primary, self.session.start())
+        loop = asyncio.get_running_loop()
         if self.cfg.unnumbered and self._ra_task is None:
-            self._ra_task = asyncio.get_running_loop().create_task(self._advertise_loop())
+            self._ra_task = loop.create_task(self._advertise_loop())
+        if self.cfg.interface and self._link_task is None:
+            self._link_task = loop.create_task(self._watch_link())
 
-    async def stop(self, reason: str = "") -> None:
+    async def _watch_link(self) -> None:
+        """Fast external failover: a session over a link that lost carrier is dropped at
+        once instead of waiting for the hold timer (as FRR does for directly connected peers)."""
+        path = f"/sys/class/net/{self.cfg.interface}/carrier"
+        while self.enabled:
+            await asyncio.sleep(0.2)
+            try:
+                with open(path) as f:
+                    up = f.read().strip() == "1"
+            except OSError:
+                up = False  # the interface is gone
+            if not up and self.session.state in (State.OPENSENT, State.OPENCONFIRM, State.ESTABLISHED):
+                tr = self.primary.transport
+                self._apply(self.primary, self.session.connection_failed(f"interface {self.cfg.interface} down"))
+                if tr is not None:
+                    tr.abort()
+
+    def shutdown_for(self, notification: Notification, restart_after: float) -> None:
+        """Close with ``notification`` and stay down for ``restart_after`` seconds (0: until reset)."""
+        self._apply(self.primary, self.session.stop(notification, restart=False))
+        if restart_after > 0:
+            self._restart_handle = asyncio.get_running_loop().call_later(restart_after, self._restart)
+        else:
+            self.enabled = False
+
+    def _restart(self) -> None:
+        self._restart_handle = None
+        if self.enabled and self.session.state is State.IDLE:
+            self._apply(self.primary, self.session.start())
+
+    def refresh_session_config(self) -> None:
+        """Rebuild the (idle) session after node-wide facts changed (e.g. we are restarting)."""
+        if self.session.state is State.IDLE and self.primary.transport is None:
+            self.primary = Conn(Session(self._session_config(passive=self.cfg.passive)))
+
+    async def stop(self, reason: str = "", graceful: bool = False) -> None:
+        """Stop the sessions.  ``graceful``: drop TCP without a NOTIFICATION, so a peer
+        doing graceful restart (RFC 4724) keeps our routes while we come back."""
         self.enabled = False
         for conn in (self.secondary, self.primary):
-            if conn is not None:
+            if conn is None:
+                continue
+            if graceful:
+                tr = conn.transport
+                self._apply(conn, conn.session.connection_failed("graceful restart"))
+                if tr is not None:
+                    tr.abort()
+            else:
                 self._apply(conn, conn.session.stop(Notification.shutdown(reason) if reason else None))
         self.secondary = None
-        for t in (self._connect_task, self._ra_task):
+        for t in (self._connect_task, self._ra_task, self._link_task):
             if t is not None:
                 t.cancel()
-        self._connect_task = self._ra_task = None
+        self._connect_task = self._ra_task = self._link_task = None
+        if self._restart_handle is not None:
+            self._restart_handle.cancel()
         for conn in (self.primary,):
             for h in conn.timers.values():
                 h.cancel()
@@ -205,7 +267,6 @@ class Peer:
             return
         if t is UpdateReceived:
             upd = ev.update
-            self.rib_in.apply(upd)
             if upd.faults:
                 for f in upd.faults:
                     msg = f"RFC 7606 {f}"
@@ -220,10 +281,16 @@ class Peer:
             log.info("%s: %s -> %s (%s)", self.cfg.name, ev.old.value, ev.new.value, ev.reason)
         elif t is Established:
             self.established_count += 1
-            self.speaker.on_established(self, ev.negotiated)
+            neg = ev.negotiated
+            self.source = Source(self.cfg.name, conn.remote_address or self.remote_address, neg.peer_as,
+                                 neg.peer_id, neg.ibgp, self.cfg.route_reflector_client, neg.local_as)
+            self.eor_received = set()
+            self.max_prefix_warned = set()
+            self.last_gr = neg.peer_graceful_restart
+            self.speaker.on_established(self, neg)
         elif t is SessionDown:
-            self.rib_in.clear()
-            self.speaker.on_session_down(self, ev.reason)
+            self.export_ctx = None
+            self.speaker.on_session_down(self, ev.reason, ev.notification)
         elif t is RouteRefreshReceived:
             self.speaker.on_route_refresh(self, ev.refresh)
         elif t is NotificationReceived:

@@ -48,13 +48,18 @@ class RouteView:
     atomic_aggregate: bool = False
     aggregator: str | None = None
     unknown_attributes: tuple[str, ...] = field(default=())
+    source: str | None = None
+    best: bool | None = None
+    multipath: bool | None = None
+    stale: bool = False
+    valid: bool | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def route_view(family: Family, nlri, next_hop: MpNextHop | None, labels: tuple[int, ...],
-               attributes: tuple[PathAttribute, ...]) -> RouteView:
+               attributes: tuple[PathAttribute, ...], **extra) -> RouteView:
     path_id = None
     if type(nlri) is PathId:
         path_id, nlri = nlri.path_id, nlri.nlri
@@ -96,6 +101,7 @@ def route_view(family: Family, nlri, next_hop: MpNextHop | None, labels: tuple[i
         elif t is UnknownAttribute:
             unknown.append(f"type {a.code} flags 0x{a.attr_flags:02x} {a.raw[:32].hex()}")
     v["unknown_attributes"] = tuple(unknown)
+    v.update(extra)
     return RouteView(**v)
 
 

@@ -1,23 +1,41 @@
-"""The speaker: listeners, one :class:`Peer` per neighbour, originated routes, API handlers."""
+"""The speaker: listeners, one :class:`Peer` per neighbour, the table layer, the FIB
+feed and the API handlers.
+
+Data flow (GoBGP's layering): UPDATE -> Adj-RIB-In (after loop checks and import
+policy) -> Loc-RIB per family (decision process, next-hop validity) -> per peer
+export rules and policy -> Adj-RIB-Out -> packed UPDATEs; and Loc-RIB unicast
+best paths -> FIB.  Work is batched: every change marks destinations dirty and one
+flush (after the current burst of input, or after MRAI) settles them.
+"""
 from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import logging
 import socket
+import struct
 import time
 
 from .config import NodeConfig
 from .netutil import local_link_locals, set_gtsm, set_md5
-from .origination import LocalRoute, RouteSpecError, encode_for_peer, encode_withdrawals, parse_route, parse_route_key, self_next_hop
+from .origination import RouteSpecError, parse_route, parse_route_key, self_next_hop
 from .peer import Peer, _Protocol
 from .session.events import State
 from .session.negotiated import Negotiated
-from .wire.constants import Family
+from .table.adj_rib_in import AttributeInterner, path_view, update_paths
+from .table.decision import DecisionConfig
+from .table.export import ExportContext, export_path
+from .table.nexthop import NexthopTracker
+from .table.path import LOCAL, Path
+from .table.rib import Change, LocRib
+from .wire.constants import IPV4_UNICAST, IPV6_UNICAST, SUPPORTED_FAMILIES, CeaseSubcode, ErrorCode, Family
+from .wire.notification import Notification
 from .wire.route_refresh import SUBTYPE_BORR, SUBTYPE_EORR, SUBTYPE_REQUEST, RouteRefresh
-from .wire.update import Update, end_of_rib
+from .wire.update import Update
 
 log = logging.getLogger("l3fab.speaker")
+UNICAST = (IPV4_UNICAST, IPV6_UNICAST)
 
 
 class ApiError(Exception):
@@ -25,17 +43,53 @@ class ApiError(Exception):
 
 
 class Speaker:
-    def __init__(self, config: NodeConfig) -> None:
+    def __init__(self, config: NodeConfig, fib=None) -> None:
         self.config = config
+        self.restarting = False
+        self.fib = fib
         self.peers: list[Peer] = [Peer(self, config, n) for n in config.neighbors]
-        self.local_routes: dict[Family, dict] = {}
+        cfg = DecisionConfig(config.maximum_paths, config.multipath_relax, config.always_compare_med)
+        self.nexthops = NexthopTracker()
+        self.ribs: dict[Family, LocRib] = {f: LocRib(f, cfg, self.nexthops.valid) for f in SUPPORTED_FAMILIES}
+        self.intern = AttributeInterner()
         self.started = time.time()
-        self._servers: list[asyncio.base_events.Server] = []
+        self.converged_at: float | None = None
+        self._servers: list = []
+        self._flush_handle: asyncio.Handle | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._import_policies = {p.cfg.name: self._policy_for(p) for p in self.peers}
+        self._export_policies = {p.cfg.name: self._policy(p.cfg.export_policy) for p in self.peers}
+        self._stale_timers: dict[str, asyncio.TimerHandle] = {}
+
+    # ------------------------------------------------------------------ policies
+
+    def _policy(self, name: str | None):
+        if name is None:
+            return None
+        return self.config.policies.policies[name]
+
+    def _policy_for(self, peer: Peer):
+        """The import policy: configured, or the leaf's per-host filter built from host-locator."""
+        if peer.cfg.import_policy:
+            return self._policy(peer.cfg.import_policy)
+        if peer.cfg.host_locator:
+            from .policy.roles import leaf_from_host
+
+            return leaf_from_host(peer.cfg.host_locator)
+        return None
 
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        if self.fib is not None:
+            self.restarting = await loop.run_in_executor(None, self.fib.start)
+            if self.restarting:
+                log.info("found forwarding state of a previous run: graceful restart (stale FIB routes "
+                         "are removed once every peer sent End-of-RIB, or after %ss)", self.config.convergence_timeout)
+            for p in self.peers:
+                p.refresh_session_config()
+            self._tasks.append(loop.create_task(self._convergence_deadline()))
         for addr in self.config.listen_addresses:
             ip = ipaddress.ip_address(addr)
             fam = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
@@ -56,15 +110,25 @@ class Speaker:
             sock.setblocking(False)
             srv = await loop.create_server(lambda: _Inbound(self), sock=sock)
             self._servers.append(srv)
+        await self.refresh_connected()
+        self._tasks.append(loop.create_task(self._connected_loop()))
+        if self.config.networks:
+            self.announce(list(self.config.networks))
         for p in self.peers:
             p.start()
 
-    async def stop(self) -> None:
+    async def stop(self, graceful: bool = False) -> None:
+        """Stop.  ``graceful``: close sessions without NOTIFICATION and keep the FIB, so
+        peers that support graceful restart keep forwarding to us while we restart."""
         for srv in self._servers:
             srv.close()
+        for t in self._tasks:
+            t.cancel()
         for p in self.peers:
-            await p.stop("l3fab shutting down")
+            await p.stop("l3fab shutting down", graceful=graceful)
         await asyncio.sleep(0.05)  # let the Cease notifications flush
+        if self.fib is not None and not graceful:
+            self.fib.clear()
 
     @property
     def listen_port(self) -> int:
@@ -72,6 +136,37 @@ class Speaker:
             for s in srv.sockets:
                 return s.getsockname()[1]
         return self.config.listen_port
+
+    # ------------------------------------------------------------------ underlay facts
+
+    async def refresh_connected(self) -> None:
+        """Connected prefixes (for next-hop resolution) from the kernel's interface addresses."""
+        try:
+            proc = await asyncio.create_subprocess_exec("ip", "-j", "addr", "show", stdout=asyncio.subprocess.PIPE,
+                                                        stderr=asyncio.subprocess.DEVNULL)
+            out, _ = await proc.communicate()
+            links = json.loads(out or b"[]")
+        except (OSError, ValueError):
+            return
+        prefixes = set()
+        for link in links:
+            for a in link.get("addr_info", []):
+                try:
+                    net = ipaddress.ip_network(f"{a['local']}/{a['prefixlen']}", strict=False)
+                except (KeyError, ValueError):
+                    continue
+                if net.is_link_local or net.is_loopback:
+                    continue
+                prefixes.add((net.version, int(net.network_address), net.prefixlen))
+        if self.nexthops.set_connected(prefixes):
+            for fam, keys in self.nexthops.recheck().items():
+                self.ribs[fam].touch(keys)
+            self.schedule_flush()
+
+    async def _connected_loop(self) -> None:
+        while True:
+            await asyncio.sleep(2.0)
+            await self.refresh_connected()
 
     # ------------------------------------------------------------------ peer events
 
@@ -81,69 +176,287 @@ class Speaker:
                 return p
         return None
 
+    def export_context(self, peer: Peer, neg: Negotiated) -> ExportContext:
+        ll = None
+        if peer.cfg.interface:
+            lls = sorted(local_link_locals(peer.cfg.interface))
+            ll = lls[0] if lls else None
+        return ExportContext(
+            peer_name=peer.cfg.name, peer_as=neg.peer_as, local_as=neg.local_as, router_id=self.config.router_id,
+            families=neg.families, self_next_hop=self_next_hop(peer.local_address, ll), ibgp=neg.ibgp,
+            rr_client=peer.cfg.route_reflector_client, cluster_id=self.config.cluster_id,
+            next_hop_self=peer.cfg.next_hop_self, extended_next_hop=neg.extended_next_hop)
+
     def on_established(self, peer: Peer, neg: Negotiated) -> None:
         log.info("%s: established (AS %s, id %s, families %s)", peer.cfg.name, neg.peer_as, neg.peer_id,
                  ", ".join(sorted(f.name for f in neg.families)))
-        self._send_table(peer, neg, sorted(neg.families), eor=True)
+        peer.export_ctx = self.export_context(peer, neg)
+        peer.rib_out.clear()
+        for fam in neg.families:
+            self._export_all(peer, fam)
+        chunks = peer.rib_out.flush(neg.codec)
+        chunks += [peer.rib_out.end_of_rib(f, neg.codec) for f in sorted(neg.families)]
+        peer.send_raw(chunks)
 
-    def on_session_down(self, peer: Peer, reason: str) -> None:
+    def on_session_down(self, peer: Peer, reason: str, notification: bool) -> None:
         log.warning("%s: session down: %s", peer.cfg.name, reason)
+        peer.rib_out.clear()
+        gr = peer.last_gr
+        keep = set()
+        if gr is not None and not notification and peer.cfg.graceful_restart:
+            keep = {f for f, _fwd in gr.families}
+        for fam in list(peer.rib_in.tables):
+            if fam in keep:
+                self._mark_stale(peer, fam)
+            else:
+                self._drop_family(peer, fam)
+        if keep:
+            restart = gr.restart_time or self.config.restart_time
+            old = self._stale_timers.pop(peer.cfg.name, None)
+            if old:
+                old.cancel()
+            self._stale_timers[peer.cfg.name] = asyncio.get_running_loop().call_later(
+                restart, self._stale_expired, peer)
+            log.info("%s: graceful restart: keeping %s as stale for up to %ss", peer.cfg.name,
+                     ", ".join(sorted(f.name for f in keep)), restart)
+        self.schedule_flush()
+
+    def _mark_stale(self, peer: Peer, fam: Family) -> None:
+        rib = self.ribs[fam]
+        table = peer.rib_in.tables.get(fam, {})
+        for k, p in list(table.items()):
+            sp = Path(p.family, p.key, p.next_hop, p.attributes, p.labels, p.source, p.path_id, True)
+            table[k] = sp
+            rib.add(sp)
+
+    def _drop_family(self, peer: Peer, fam: Family) -> None:
+        rib = self.ribs[fam]
+        for (key, path_id), p in peer.rib_in.tables.get(fam, {}).items():
+            rib.remove(peer.cfg.name, key, path_id)
+            if p.next_hop is not None:
+                self.nexthops.forget(p.next_hop.address, fam, key)
+        peer.rib_in.clear(fam)
+        if peer.rib_in_pre is not None:
+            peer.rib_in_pre.clear(fam)
+
+    def _sweep_stale(self, peer: Peer, fam: Family) -> int:
+        rib = self.ribs[fam]
+        table = peer.rib_in.tables.get(fam, {})
+        stale = [k for k, p in table.items() if p.stale]
+        for key, path_id in stale:
+            del table[(key, path_id)]
+            rib.remove(peer.cfg.name, key, path_id)
+        return len(stale)
+
+    def _stale_expired(self, peer: Peer) -> None:
+        self._stale_timers.pop(peer.cfg.name, None)
+        n = sum(self._sweep_stale(peer, f) for f in list(peer.rib_in.tables))
+        if n:
+            log.warning("%s: restart timer expired, %d stale routes removed", peer.cfg.name, n)
+            self.schedule_flush()
 
     def on_update(self, peer: Peer, update: Update) -> None:
-        pass
+        eor = update.end_of_rib()
+        if eor is not None:
+            self._end_of_rib(peer, eor)
+            return
+        source = peer.source
+        policy = self._import_policies.get(peer.cfg.name)
+        local_as = self.config.asn
+        allow = peer.cfg.allowas_in
+        rid = self.config.router_id
+        cluster = self.config.cluster_id or rid
+        rib_in = peer.rib_in
+        pre = peer.rib_in_pre
+        ribs = self.ribs
+        name = peer.cfg.name
+        for op in update_paths(update, source, self.intern):
+            if op[0] == "add":
+                path = op[1]
+                if pre is not None:
+                    pre.put(path)
+                accepted = path
+                # loop prevention: own AS (allowas-in), ORIGINATOR_ID, CLUSTER_LIST (RFC 4456)
+                if path.as_path.asns().count(local_as) > allow:
+                    accepted = None
+                elif source.ibgp and (path.originator_id == rid or cluster in path.cluster_list):
+                    accepted = None
+                elif policy is not None:
+                    accepted = policy.evaluate(path, self._eval_ctx(peer)).path
+                if accepted is None:
+                    old = rib_in.pop(path.family, path.key, path.path_id)
+                    if old is not None:
+                        ribs[path.family].remove(name, path.key, path.path_id)
+                    continue
+                rib_in.put(accepted)
+                ribs[accepted.family].add(accepted)
+            else:
+                _, family, key, path_id = op
+                if pre is not None:
+                    pre.pop(family, key, path_id)
+                old = rib_in.pop(family, key, path_id)
+                if old is not None:
+                    ribs[family].remove(name, key, path_id)
+                    if old.next_hop is not None:
+                        self.nexthops.forget(old.next_hop.address, family, key)
+        self._check_max_prefix(peer)
+        self.schedule_flush()
+
+    def _eval_ctx(self, peer: Peer):
+        from .policy import EvalContext
+
+        return EvalContext(local_as=self.config.asn, neighbor=peer.cfg.name)
+
+    def _end_of_rib(self, peer: Peer, fam: Family) -> None:
+        peer.eor_received.add(fam)
+        n = self._sweep_stale(peer, fam)
+        if n:
+            log.info("%s: End-of-RIB for %s, %d stale routes removed", peer.cfg.name, fam.name, n)
+        if not any(p.rib_in.tables.get(f) and any(x.stale for x in p.rib_in.tables[f].values())
+                   for p in self.peers for f in p.rib_in.tables):
+            t = self._stale_timers.pop(peer.cfg.name, None)
+            if t:
+                t.cancel()
+        self.schedule_flush()
+        self._check_converged()
+
+    def _check_max_prefix(self, peer: Peer) -> None:
+        mp = peer.cfg.max_prefix
+        if mp is None:
+            return
+        for fam, table in peer.rib_in.tables.items():
+            n = len(table)
+            if n > mp.limit:
+                log.error("%s: %d %s routes exceed maximum-prefix %d: closing the session", peer.cfg.name, n,
+                          fam.name, mp.limit)
+                data = struct.pack("!HBI", fam.afi, fam.safi, mp.limit)  # RFC 4486 section 4
+                peer.shutdown_for(Notification(ErrorCode.CEASE, CeaseSubcode.MAX_PREFIXES, data), mp.restart)
+                return
+            if n * 100 >= mp.limit * mp.warning and fam not in peer.max_prefix_warned:
+                peer.max_prefix_warned.add(fam)
+                log.warning("%s: %d %s routes reached %d%% of maximum-prefix %d", peer.cfg.name, n, fam.name,
+                            mp.warning, mp.limit)
 
     def on_route_refresh(self, peer: Peer, rr: RouteRefresh) -> None:
         neg = peer.session.negotiated
         if neg is None or rr.subtype != SUBTYPE_REQUEST or rr.family not in neg.families:
             return
         log.info("%s: route refresh for %s", peer.cfg.name, rr.family.name)
+        chunks = []
         if neg.enhanced_route_refresh:
-            peer.send(RouteRefresh(rr.family, SUBTYPE_BORR))
-        self._send_table(peer, neg, [rr.family], eor=not neg.enhanced_route_refresh)
-        if neg.enhanced_route_refresh:
-            peer.send(RouteRefresh(rr.family, SUBTYPE_EORR))
+            chunks.append(RouteRefresh(rr.family, SUBTYPE_BORR).encode())
+        peer.rib_out.restage_all([rr.family])
+        chunks += peer.rib_out.flush(neg.codec)
+        chunks.append(RouteRefresh(rr.family, SUBTYPE_EORR).encode() if neg.enhanced_route_refresh
+                      else peer.rib_out.end_of_rib(rr.family, neg.codec))
+        peer.send_raw(chunks)
 
-    def _self_nh(self, peer: Peer):
-        ll = None
-        if peer.cfg.interface:
-            lls = sorted(local_link_locals(peer.cfg.interface))
-            ll = lls[0] if lls else None
-        return self_next_hop(peer.local_address, ll)
+    # ------------------------------------------------------------------ convergence (FIB)
 
-    def _send_table(self, peer: Peer, neg: Negotiated, families, eor: bool) -> None:
-        routes = [r for f in families for r in self.local_routes.get(f, {}).values()]
-        chunks = encode_for_peer(routes, neg, self._self_nh(peer))
-        if eor:
-            chunks += [end_of_rib(f).encode(neg.codec) for f in families]
-        if chunks:
-            peer.send_raw(chunks)
+    def _check_converged(self) -> None:
+        if self.converged_at is not None or self.fib is None:
+            return
+        for p in self.peers:
+            if not p.enabled:
+                continue
+            neg = p.session.negotiated
+            if p.state is not State.ESTABLISHED or neg is None or not neg.families <= p.eor_received:
+                return
+        self._converged("End-of-RIB from every peer")
+
+    async def _convergence_deadline(self) -> None:
+        await asyncio.sleep(self.config.convergence_timeout)
+        self._converged(f"convergence timeout {self.config.convergence_timeout}s")
+
+    def _converged(self, why: str) -> None:
+        if self.converged_at is not None:
+            return
+        self.converged_at = time.time()
+        self.flush()
+        removed = self.fib.converged() if self.fib is not None else 0
+        log.info("RIB converged (%s); %s stale FIB routes removed", why, removed)
+
+    # ------------------------------------------------------------------ flushing
+
+    def schedule_flush(self) -> None:
+        if self._flush_handle is None:
+            loop = asyncio.get_running_loop()
+            if self.config.mrai > 0:
+                self._flush_handle = loop.call_later(self.config.mrai, self.flush)
+            else:
+                self._flush_handle = loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        changes: list[Change] = []
+        for _ in range(8):  # next-hop changes can ripple; settle within a few rounds
+            round_changes: list[Change] = []
+            for rib in self.ribs.values():
+                round_changes += rib.process()
+            if not round_changes:
+                break
+            changes += round_changes
+            underlay = False
+            for ch in round_changes:
+                if ch.family in UNICAST and (ch.old_best is None) != (ch.best is None):
+                    self.nexthops.underlay_update(ch.family, ch.key, ch.best is not None)
+                    underlay = True
+            if underlay:
+                for fam, keys in self.nexthops.recheck().items():
+                    self.ribs[fam].touch(keys)
+        if not changes:
+            return
+        established = [p for p in self.peers if p.state is State.ESTABLISHED and p.session.negotiated
+                       and getattr(p, "export_ctx", None) is not None]
+        for ch in changes:
+            for p in established:
+                if ch.family in p.export_ctx.families:
+                    p.rib_out.stage(ch.family, ch.key, self._export(p, ch.best))
+        for p in established:
+            if p.rib_out.pending():
+                p.send_raw(p.rib_out.flush(p.session.negotiated.codec))
+        if self.fib is not None:
+            self.fib.apply([ch for ch in changes if ch.family in UNICAST], self.peer_interfaces())
+
+    def _export(self, peer: Peer, best: Path | None) -> Path | None:
+        if best is None:
+            return None
+        out = export_path(best, peer.export_ctx)
+        policy = self._export_policies.get(peer.cfg.name)
+        if out is not None and policy is not None:
+            out = policy.evaluate(out, self._eval_ctx(peer)).path
+        return out
+
+    def _export_all(self, peer: Peer, fam: Family) -> None:
+        for d in self.ribs[fam].best_paths():
+            peer.rib_out.stage(fam, d.key, self._export(peer, d.best))
+
+    def peer_interfaces(self) -> dict[str, str]:
+        """Neighbour name -> interface (for link-local next hops in the FIB)."""
+        return {p.cfg.name: p.cfg.interface for p in self.peers if p.cfg.interface}
 
     # ------------------------------------------------------------------ origination
 
     def announce(self, specs: list[dict]) -> int:
         routes = [parse_route(s, f"routes[{i}]") for i, s in enumerate(specs)]
         for r in routes:
-            self.local_routes.setdefault(r.family, {})[r.key] = r
-        for p in self.peers:
-            neg = p.session.negotiated
-            if p.state is State.ESTABLISHED and neg is not None:
-                chunks = encode_for_peer(routes, neg, self._self_nh(p))
-                if chunks:
-                    p.send_raw(chunks)
+            self.ribs[r.family].add(Path(r.family, r.key, r.next_hop, r.attributes,
+                                         getattr(r.nlri, "labels", ()), LOCAL))
+        self.schedule_flush()
         return len(routes)
 
     def withdraw(self, specs: list[dict]) -> int:
-        gone: list[LocalRoute] = []
-        for i, s in enumerate(specs):
-            family, key = parse_route_key(s, f"routes[{i}]")
-            old = self.local_routes.get(family, {}).pop(key, None)
-            if old is not None:
-                gone.append(old)
-        for p in self.peers:
-            neg = p.session.negotiated
-            if p.state is State.ESTABLISHED and neg is not None and gone:
-                p.send_raw(encode_withdrawals(gone, neg))
-        return len(gone)
+        keys = [parse_route_key(s, f"routes[{i}]") for i, s in enumerate(specs)]
+        n = 0
+        for family, key in keys:
+            d = self.ribs[family].dests.get(key)
+            if d is not None and ("local", 0) in d.paths:
+                self.ribs[family].remove("local", key)
+                n += 1
+        self.schedule_flush()
+        return n
 
     # ------------------------------------------------------------------ API views
 
@@ -174,6 +487,10 @@ class Speaker:
             "families": sorted(f.name for f in (neg.families if neg else p.cfg.families)),
             "capabilities": _caps(neg) if neg else {},
             "received": {f.name: p.rib_in.count(f) for f in (neg.families if neg else ())},
+            "received_pre_policy": p.rib_in_pre.counts() if p.rib_in_pre is not None else None,
+            "advertised": {f.name: p.rib_out.count(f) for f in (neg.families if neg else ())},
+            "end_of_rib_received": sorted(f.name for f in p.eor_received),
+            "stale": sum(1 for t in p.rib_in.tables.values() for x in t.values() if x.stale),
             "messages_in": s.messages_in,
             "messages_out": s.messages_out,
             "updates_in": s.updates_in,
@@ -186,43 +503,76 @@ class Speaker:
             "passive": p.cfg.passive,
             "ttl_security": p.cfg.ttl_security,
             "md5": bool(p.cfg.password),
+            "import_policy": p.cfg.import_policy or (f"leaf-from-host {p.cfg.host_locator}" if p.cfg.host_locator else None),
+            "export_policy": p.cfg.export_policy,
+            "max_prefix": p.cfg.max_prefix.limit if p.cfg.max_prefix else None,
         }
+
+    def loc_rib_view(self, fam: Family, prefix: str | None = None, limit: int | None = None) -> list[dict]:
+        out = []
+        for d in list(self.ribs[fam].dests.values()):
+            if prefix and str(d.key.prefix if hasattr(d.key, "rd") else d.key) != prefix:
+                continue
+            multi = {id(p) for p in d.multipath}
+            for p in d.paths.values():
+                valid = self.nexthops.valid(p)
+                out.append(path_view(p, source=p.source.name, best=p is d.best, multipath=id(p) in multi,
+                                     stale=p.stale, valid=valid).to_dict())
+                if limit and len(out) >= limit:
+                    return out
+        return out
 
     def handle(self, method: str, params: dict):
         """Dispatch one API request; raises :class:`ApiError` for bad input."""
         if method == "status":
-            return {"router_id": self.config.router_id, "asn": self.config.asn, "uptime": time.time() - self.started,
+            return {"router_id": self.config.router_id, "asn": self.config.asn, "role": self.config.role,
+                    "uptime": time.time() - self.started,
                     "neighbors": len(self.peers), "established": sum(p.state is State.ESTABLISHED for p in self.peers),
-                    "listen_port": self.listen_port,
-                    "local_routes": {f.name: len(t) for f, t in self.local_routes.items()}}
+                    "listen_port": self.listen_port, "restarting": self.restarting,
+                    "converged": self.converged_at is not None,
+                    "loc_rib": {f.name: len(r) for f, r in self.ribs.items()},
+                    "fib": self.fib.summary() if self.fib is not None else None}
         if method == "neighbors":
             return [self.neighbor_view(p) for p in self.peers]
         if method == "neighbor":
             return self.neighbor_view(self.find_peer(str(params.get("neighbor", ""))))
-        if method == "rib_received":
+        if method in ("rib_received", "rib_received_pre"):
             p = self.find_peer(str(params.get("neighbor", "")))
-            fams = [_family(params["family"])] if params.get("family") else sorted(p.rib_in.tables)
+            rib = p.rib_in if method == "rib_received" else p.rib_in_pre
+            if rib is None:
+                raise ApiError(f"neighbor: {p.cfg.name!r} does not keep pre-policy routes (set keep-pre-policy)")
+            fams = [_family(params["family"])] if params.get("family") else sorted(rib.tables)
             limit = params.get("limit")
             out = []
             for f in fams:
-                for r in p.rib_in.routes(f):
+                for r in rib.routes(f):
                     out.append(r.to_dict())
                     if limit and len(out) >= int(limit):
                         return out
             return out
+        if method == "rib_advertised":
+            p = self.find_peer(str(params.get("neighbor", "")))
+            fams = [_family(params["family"])] if params.get("family") else sorted(p.rib_out.tables)
+            return [path_view(x).to_dict() for f in fams for x in p.rib_out.tables.get(f, {}).values()]
         if method == "rib_received_count":
             p = self.find_peer(str(params.get("neighbor", "")))
             return p.rib_in.counts()
+        if method == "rib":
+            fams = [_family(params["family"])] if params.get("family") else list(SUPPORTED_FAMILIES)
+            limit = int(params["limit"]) if params.get("limit") else None
+            return [r for f in fams for r in self.loc_rib_view(f, params.get("prefix"), limit)]
+        if method == "fib":
+            if self.fib is None:
+                raise ApiError("fib: the FIB is disabled on this node (fib.enabled: false)")
+            return self.fib.view(params.get("table"))
         if method == "announce":
             return {"announced": self.announce(_routes(params))}
         if method == "withdraw":
             return {"withdrawn": self.withdraw(_routes(params))}
         if method == "local_routes":
-            from .routes import route_view
-
-            fams = [_family(params["family"])] if params.get("family") else sorted(self.local_routes)
-            return [route_view(r.family, r.nlri, r.next_hop, getattr(r.nlri, "labels", ()), r.attributes).to_dict()
-                    for f in fams for r in self.local_routes.get(f, {}).values()]
+            fams = [_family(params["family"])] if params.get("family") else list(SUPPORTED_FAMILIES)
+            return [path_view(p, source="local").to_dict() for f in fams for d in self.ribs[f].dests.values()
+                    for k, p in d.paths.items() if k[0] == "local"]
         if method == "route_refresh":
             p = self.find_peer(str(params.get("neighbor", "")))
             fam = _family(params.get("family", "ipv4"))
@@ -237,6 +587,7 @@ class Speaker:
             return {"sent": True}
         if method == "reset":
             p = self.find_peer(str(params.get("neighbor", "")))
+            p.enabled = True
             p.reset(str(params.get("message", "")))
             return {"reset": p.cfg.name}
         raise ApiError(f"method: {method!r} is not an API method")

@@ -94,6 +94,8 @@ class NotificationSent:
 
 @dataclass(frozen=True)
 class SessionDown:
-    """The session left Established (or failed before it): routes from it are gone."""
+    """The session left Established.  ``notification``: a NOTIFICATION was sent or
+    received (RFC 4724: graceful restart keeps routes only when none was)."""
 
     reason: str
+    notification: bool = False

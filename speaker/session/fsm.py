@@ -77,6 +77,8 @@ class SessionConfig:
     passive: bool = False
     addpath_receive: tuple[Family, ...] = ()
     graceful_restart_time: int | None = None  # announce RFC 4724 capability when set
+    restarting: bool = False  # R bit: we restarted and kept forwarding state
+    graceful_restart_families: tuple[Family, ...] = ()  # F bit set for these when restarting
     extended_message: bool = True
     extra_capabilities: tuple[Capability, ...] = field(default=())
 
@@ -92,7 +94,8 @@ class SessionConfig:
         if self.addpath_receive:
             caps.append(AddPathCap(tuple((f, ADDPATH_RECEIVE) for f in self.addpath_receive)))
         if self.graceful_restart_time is not None:
-            caps.append(GracefulRestartCap(False, False, self.graceful_restart_time, ()))
+            caps.append(GracefulRestartCap(self.restarting, False, self.graceful_restart_time,
+                                           tuple((fam, self.restarting) for fam in self.graceful_restart_families)))
         caps += list(self.extra_capabilities)
         return Open(self.local_as, self.hold_time, self.router_id, tuple(caps))
 
@@ -111,6 +114,7 @@ class Session:
         self._reader = MessageReader()
         self._out: list = []
         self._connected = False
+        self._notified = False
         self.messages_in = 0
         self.messages_out = 0
         self.updates_in = 0
@@ -130,13 +134,14 @@ class Session:
             old, self.state = self.state, new
             self._emit(StateChanged(old, new, reason))
             if old is State.ESTABLISHED:
-                self._emit(SessionDown(reason))
+                self._emit(SessionDown(reason, self._notified))
 
     def _send(self, data: bytes) -> None:
         self.messages_out += 1
         self._emit(Send(data))
 
     def _send_notification(self, n: Notification) -> None:
+        self._notified = True
         self._send(n.encode())
         self._emit(NotificationSent(n))
 
@@ -189,6 +194,7 @@ class Session:
             self._emit(Disconnect())
             return self._take()
         self._connected = True
+        self._notified = False
         self._emit(StopTimer(Timer.CONNECT_RETRY))
         self._send(self.local_open.encode())
         self._emit(StartTimer(Timer.HOLD, LARGE_HOLD_TIME))
@@ -275,6 +281,7 @@ class Session:
         st = self.state
         if msg_type == MessageType.NOTIFICATION:
             n = decode_body(msg_type, body)
+            self._notified = True
             self._emit(NotificationReceived(n))
             self._fail(f"notification from peer: {n.describe()}", None)
             return

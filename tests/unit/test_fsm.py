@@ -159,7 +159,7 @@ def test_hold_timer_expiry_sends_4_0_and_restarts_after_idle_hold():
     assert notifications(actions) == [Notification(4, 0)]
     assert Send(Notification(4, 0).encode()) in actions
     assert Disconnect() in actions
-    assert SessionDown("hold timer expired") in actions
+    assert SessionDown("hold timer expired", notification=True) in actions
     assert link.a.state is State.IDLE
     assert link.timers[link.a] == {Timer.IDLE_HOLD: 2.5}
     link.pump()

@@ -1,0 +1,117 @@
+"""Adj-RIB-In: the paths one peer announced to us, after import policy.
+
+:func:`update_paths` turns a decoded UPDATE into :class:`Path` objects and the keys
+it withdraws (RFC 7606 treat-as-withdraw included).  Attribute tuples are shared
+between all paths of one UPDATE and interned across UPDATEs, so 100,000 routes with
+a few attribute sets cost little more than the dictionaries themselves.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from ..routes import RouteView, route_view
+from ..wire.constants import Family
+from ..wire.nlri import PathId, VpnPrefix
+from ..wire.update import Update
+from .path import Path, Source
+
+
+def nlri_key(n) -> tuple:
+    """(RIB key, path id) of an NLRI: labels belong to the path, not the destination."""
+    path_id = 0
+    if type(n) is PathId:
+        path_id, n = n.path_id, n.nlri
+    if type(n) is VpnPrefix and n.labels:
+        n = VpnPrefix(n.rd, n.prefix)
+    return n, path_id
+
+
+class AttributeInterner:
+    def __init__(self) -> None:
+        self._seen: dict = {}
+
+    def __call__(self, attrs: tuple) -> tuple:
+        return self._seen.setdefault(attrs, attrs)
+
+    def clear(self) -> None:
+        self._seen.clear()
+
+
+def update_paths(update: Update, source: Source, intern: AttributeInterner):
+    """Yield ``("add", Path)`` and ``("del", family, key, path_id)`` for one UPDATE."""
+    reach = update.reachable()
+    if reach:
+        attrs = intern(update.path_attributes())
+        for family, nh, nlri in reach:
+            if family.is_vpn:
+                for n in nlri:
+                    path_id = 0
+                    if type(n) is PathId:
+                        path_id, n = n.path_id, n.nlri
+                    yield "add", Path(family, VpnPrefix(n.rd, n.prefix), nh, attrs, n.labels, source, path_id)
+            else:
+                for n in nlri:
+                    if type(n) is PathId:
+                        yield "add", Path(family, n.nlri, nh, attrs, (), source, n.path_id)
+                    else:
+                        yield "add", Path(family, n, nh, attrs, (), source, 0)
+    for family, nlri in update.unreachable():
+        for n in nlri:
+            key, path_id = nlri_key(n)
+            yield "del", family, key, path_id
+
+
+class AdjRibIn:
+    """Per peer: family -> {(key, path id): Path}."""
+
+    def __init__(self) -> None:
+        self.tables: dict[Family, dict] = {}
+        self.updates = 0
+        self.faulty_updates = 0
+
+    def put(self, path: Path) -> Path | None:
+        t = self.tables.get(path.family)
+        if t is None:
+            t = self.tables[path.family] = {}
+        k = (path.key, path.path_id)
+        old = t.get(k)
+        t[k] = path
+        return old
+
+    def pop(self, family: Family, key, path_id: int = 0) -> Path | None:
+        t = self.tables.get(family)
+        return t.pop((key, path_id), None) if t else None
+
+    def get(self, family: Family, key, path_id: int = 0) -> Path | None:
+        t = self.tables.get(family)
+        return t.get((key, path_id)) if t else None
+
+    def count(self, family: Family | None = None) -> int:
+        if family is not None:
+            return len(self.tables.get(family, ()))
+        return sum(len(t) for t in self.tables.values())
+
+    def counts(self) -> dict[str, int]:
+        return {f.name: len(t) for f, t in self.tables.items()}
+
+    def clear(self, family: Family | None = None) -> None:
+        if family is None:
+            self.tables.clear()
+        else:
+            self.tables.pop(family, None)
+
+    def paths(self, family: Family) -> Iterator[Path]:
+        return iter(list(self.tables.get(family, {}).values()))
+
+    def routes(self, family: Family) -> Iterator[RouteView]:
+        for p in self.tables.get(family, {}).values():
+            yield path_view(p)
+
+
+def path_view(p: Path, **extra) -> RouteView:
+    nlri = p.key
+    if type(nlri) is VpnPrefix:
+        nlri = VpnPrefix(nlri.rd, nlri.prefix, p.labels)
+    if p.path_id:
+        nlri = PathId(p.path_id, nlri)
+    return route_view(p.family, nlri, p.next_hop, p.labels, p.attributes, **extra)

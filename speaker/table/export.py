@@ -1,0 +1,103 @@
+"""What a best path looks like when sent to one peer (RFC 4271 section 9.1.3, RFC 4456).
+
+- never back to the neighbour it came from, nor to an eBGP neighbour whose AS is
+  already in the AS_PATH (it would drop it anyway);
+- iBGP-learned paths go to iBGP peers only through route reflection: from a client
+  to everyone, from a non-client to clients; ORIGINATOR_ID and CLUSTER_LIST are set;
+- eBGP: our AS prepended; LOCAL_PREF, MED learned from another AS, ORIGINATOR_ID and
+  CLUSTER_LIST removed; unicast next hop = ourselves; VPN next hop unchanged (the
+  endpoint's SID must survive every hop), minus any link-local part, which only means
+  something on the link it was received on;
+- iBGP: LOCAL_PREF added where missing; next hop unchanged unless it is link-local.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from ..wire.attributes import (
+    AsPath,
+    ClusterList,
+    LocalPref,
+    Med,
+    MpNextHop,
+    OriginatorId,
+    UnknownAttribute,
+)
+from ..wire.constants import IPV4_UNICAST, Family
+from .path import Path
+
+
+@dataclass(frozen=True)
+class ExportContext:
+    peer_name: str
+    peer_as: int
+    local_as: int
+    router_id: str
+    families: frozenset[Family]
+    self_next_hop: MpNextHop | None
+    ibgp: bool = False
+    rr_client: bool = False
+    cluster_id: str | None = None
+    next_hop_self: bool = False  # also for iBGP / VPN (configured per neighbour)
+    extended_next_hop: frozenset[Family] = frozenset()  # RFC 8950, as negotiated
+
+
+def _strip_link_local(nh: MpNextHop | None) -> MpNextHop | None:
+    if nh is None or nh.link_local is None:
+        return nh
+    return MpNextHop(nh.address)
+
+
+def export_path(path: Path, ctx: ExportContext) -> Path | None:
+    if path.family not in ctx.families or path.source.name == ctx.peer_name:
+        return None
+    src = path.source
+    attrs = list(path.attributes)
+    if ctx.ibgp:
+        if src.ibgp and not (src.rr_client or ctx.rr_client):
+            return None  # iBGP split horizon: no reflection between non-clients
+        if src.ibgp:
+            if path.originator_id is None:
+                attrs.append(OriginatorId(src.router_id))
+            cl = path.cluster_list
+            attrs = [a for a in attrs if type(a) is not ClusterList]
+            attrs.append(ClusterList((ctx.cluster_id or ctx.router_id,) + cl))
+        if path.get(LocalPref) is None:
+            attrs.append(LocalPref(100))
+        nh = path.next_hop
+        if nh is None or ctx.next_hop_self or nh.address.startswith("fe80:"):
+            nh = ctx.self_next_hop
+        else:
+            nh = _strip_link_local(nh)
+    else:
+        if ctx.peer_as in path.as_path.asns():
+            return None
+        out = []
+        for a in attrs:
+            t = type(a)
+            if t is AsPath:
+                out.append(a.prepend(ctx.local_as))
+            elif t in (LocalPref, OriginatorId, ClusterList):
+                continue
+            elif t is Med and not src.is_local:
+                continue
+            elif t is UnknownAttribute:
+                if a.transitive:
+                    out.append(a if src.is_local else a.passed_on())
+            else:
+                out.append(a)
+        if path.get(AsPath) is None:
+            out.append(AsPath.sequence(ctx.local_as))
+        attrs = out
+        if path.family.is_vpn and path.next_hop is not None and not ctx.next_hop_self:
+            nh = _strip_link_local(path.next_hop)
+        else:
+            nh = ctx.self_next_hop
+    if nh is None:
+        return None
+    if path.family == IPV4_UNICAST and nh.is_ipv6 and IPV4_UNICAST not in ctx.extended_next_hop:
+        # RFC 8950 section 4: no IPv6 next hop for IPv4 unicast unless the peer announced
+        # the extended next hop capability.  VPN-IPv4 is exempt: FRR accepts IPv6 next
+        # hops there without announcing it, and the fabric's SIDs are IPv6.
+        return None
+    return replace(path, attributes=tuple(attrs), next_hop=nh)

@@ -1,0 +1,113 @@
+"""Loc-RIB: destinations, their candidate paths, and the selected best/multipath set.
+
+Changes are level-triggered: :meth:`LocRib.add`/:meth:`remove` only mark a
+destination dirty; :meth:`LocRib.process` re-runs the decision for dirty
+destinations and returns what changed, so a burst of UPDATEs costs one decision
+per destination.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from ..wire.constants import Family
+from .decision import DEFAULT_DECISION, DecisionConfig, select
+from .path import Key, Path
+
+
+class Destination:
+    __slots__ = ("key", "paths", "best", "multipath", "reason")
+
+    def __init__(self, key: Key) -> None:
+        self.key = key
+        self.paths: dict[tuple[str, int], Path] = {}
+        self.best: Path | None = None
+        self.multipath: tuple[Path, ...] = ()
+        self.reason = ""
+
+
+@dataclass(frozen=True)
+class Change:
+    """The selection for ``key`` changed.  ``best`` is None when the destination is gone."""
+
+    family: Family
+    key: Key
+    old_best: Path | None
+    best: Path | None
+    multipath: tuple[Path, ...]
+
+
+class LocRib:
+    def __init__(self, family: Family, cfg: DecisionConfig = DEFAULT_DECISION,
+                 valid: Callable[[Path], bool] | None = None) -> None:
+        self.family = family
+        self.cfg = cfg
+        self.valid = valid or (lambda p: True)
+        self.dests: dict[Key, Destination] = {}
+        self.dirty: set[Key] = set()
+
+    def __len__(self) -> int:
+        return len(self.dests)
+
+    def add(self, path: Path) -> None:
+        d = self.dests.get(path.key)
+        if d is None:
+            d = self.dests[path.key] = Destination(path.key)
+        d.paths[(path.source.name, path.path_id)] = path
+        self.dirty.add(path.key)
+
+    def remove(self, source: str, key: Key, path_id: int = 0) -> None:
+        d = self.dests.get(key)
+        if d is not None and d.paths.pop((source, path_id), None) is not None:
+            self.dirty.add(key)
+
+    def remove_source(self, source: str, keys: Iterable[Key] | None = None) -> None:
+        """Drop every path of ``source`` (for ``keys`` if given, e.g. its Adj-RIB-In)."""
+        for key in (keys if keys is not None else list(self.dests)):
+            d = self.dests.get(key)
+            if d is None:
+                continue
+            gone = [k for k in d.paths if k[0] == source]
+            for k in gone:
+                del d.paths[k]
+            if gone:
+                self.dirty.add(key)
+
+    def touch(self, keys: Iterable[Key]) -> None:
+        """Re-run the decision for ``keys`` (e.g. their next hops' reachability changed)."""
+        for k in keys:
+            if k in self.dests:
+                self.dirty.add(k)
+
+    def process(self) -> list[Change]:
+        changes: list[Change] = []
+        if not self.dirty:
+            return changes
+        dirty, self.dirty = self.dirty, set()
+        valid = self.valid
+        cfg = self.cfg
+        for key in dirty:
+            d = self.dests.get(key)
+            if d is None:
+                continue
+            paths = d.paths
+            if len(paths) == 1:
+                (p,) = paths.values()
+                if valid(p):
+                    best, multi, reason = p, (p,), "only path"
+                else:
+                    best, multi, reason = None, (), ""
+            else:
+                cands = [p for p in paths.values() if valid(p)]
+                best, multi, reason = select(cands, cfg)
+            if best is not d.best or multi != d.multipath:
+                changes.append(Change(self.family, key, d.best, best, multi))
+                d.best, d.multipath, d.reason = best, multi, reason
+            if not paths:
+                del self.dests[key]
+        return changes
+
+    def best_paths(self):
+        for d in self.dests.values():
+            if d.best is not None:
+                yield d
