@@ -224,17 +224,17 @@ class Speaker:
     def _mark_stale(self, peer: Peer, fam: Family) -> None:
         rib = self.ribs[fam]
         table = peer.rib_in.tables.get(fam, {})
-        for k, p in list(table.items()):
-            sp = Path(p.family, p.key, p.next_hop, p.attributes, p.labels, p.source, p.path_id, True)
-            table[k] = sp
+        for slot, p in list(table.items()):
+            sp = p._replace(stale=True)
+            table[slot] = sp
             rib.add(sp)
 
     def _drop_family(self, peer: Peer, fam: Family) -> None:
         rib = self.ribs[fam]
-        for (key, path_id), p in peer.rib_in.tables.get(fam, {}).items():
-            rib.remove(peer.cfg.name, key, path_id)
+        for p in peer.rib_in.tables.get(fam, {}).values():
+            rib.remove(peer.cfg.name, p.key, p.path_id)
             if p.next_hop is not None:
-                self.nexthops.forget(p.next_hop.address, fam, key)
+                self.nexthops.forget(p.next_hop.address, fam, p.key)
         peer.rib_in.clear(fam)
         if peer.rib_in_pre is not None:
             peer.rib_in_pre.clear(fam)
@@ -242,10 +242,10 @@ class Speaker:
     def _sweep_stale(self, peer: Peer, fam: Family) -> int:
         rib = self.ribs[fam]
         table = peer.rib_in.tables.get(fam, {})
-        stale = [k for k, p in table.items() if p.stale]
-        for key, path_id in stale:
-            del table[(key, path_id)]
-            rib.remove(peer.cfg.name, key, path_id)
+        stale = [(k, p) for k, p in table.items() if p.stale]
+        for slot, p in stale:
+            del table[slot]
+            rib.remove(peer.cfg.name, p.key, p.path_id)
         return len(stale)
 
     def _stale_expired(self, peer: Peer) -> None:
@@ -270,18 +270,19 @@ class Speaker:
         pre = peer.rib_in_pre
         ribs = self.ribs
         name = peer.cfg.name
+        # Loop prevention depends on the attributes only, which every path of one UPDATE
+        # shares: own AS (allowas-in), ORIGINATOR_ID and CLUSTER_LIST (RFC 4456).
+        looped = None
         for op in update_paths(update, source, self.intern):
             if op[0] == "add":
                 path = op[1]
                 if pre is not None:
                     pre.put(path)
-                accepted = path
-                # loop prevention: own AS (allowas-in), ORIGINATOR_ID, CLUSTER_LIST (RFC 4456)
-                if path.as_path.asns().count(local_as) > allow:
-                    accepted = None
-                elif source.ibgp and (path.originator_id == rid or cluster in path.cluster_list):
-                    accepted = None
-                elif policy is not None:
+                if looped is None:
+                    looped = (path.as_path.asns().count(local_as) > allow or
+                              (source.ibgp and (path.originator_id == rid or cluster in path.cluster_list)))
+                accepted = None if looped else path
+                if accepted is not None and policy is not None:
                     accepted = policy.evaluate(path, self._eval_ctx(peer)).path
                 if accepted is None:
                     old = rib_in.pop(path.family, path.key, path.path_id)
@@ -452,7 +453,7 @@ class Speaker:
         n = 0
         for family, key in keys:
             d = self.ribs[family].dests.get(key)
-            if d is not None and ("local", 0) in d.paths:
+            if d is not None and d.find("local") is not None:
                 self.ribs[family].remove("local", key)
                 n += 1
         self.schedule_flush()
@@ -514,7 +515,7 @@ class Speaker:
             if prefix and str(d.key.prefix if hasattr(d.key, "rd") else d.key) != prefix:
                 continue
             multi = {id(p) for p in d.multipath}
-            for p in d.paths.values():
+            for p in d.paths:
                 valid = self.nexthops.valid(p)
                 out.append(path_view(p, source=p.source.name, best=p is d.best, multipath=id(p) in multi,
                                      stale=p.stale, valid=valid).to_dict())
@@ -572,7 +573,7 @@ class Speaker:
         if method == "local_routes":
             fams = [_family(params["family"])] if params.get("family") else list(SUPPORTED_FAMILIES)
             return [path_view(p, source="local").to_dict() for f in fams for d in self.ribs[f].dests.values()
-                    for k, p in d.paths.items() if k[0] == "local"]
+                    for p in d.paths if p.source.name == "local"]
         if method == "route_refresh":
             p = self.find_peer(str(params.get("neighbor", "")))
             fam = _family(params.get("family", "ipv4"))

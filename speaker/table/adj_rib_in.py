@@ -61,8 +61,13 @@ def update_paths(update: Update, source: Source, intern: AttributeInterner):
             yield "del", family, key, path_id
 
 
+def _slot(key, path_id: int):
+    """Dictionary key in an Adj-RIB-In: the destination, or (destination, path id) with ADD-PATH."""
+    return key if not path_id else (key, path_id)
+
+
 class AdjRibIn:
-    """Per peer: family -> {(key, path id): Path}."""
+    """Per peer: family -> {destination (or (destination, path id)): Path}."""
 
     def __init__(self) -> None:
         self.tables: dict[Family, dict] = {}
@@ -73,18 +78,18 @@ class AdjRibIn:
         t = self.tables.get(path.family)
         if t is None:
             t = self.tables[path.family] = {}
-        k = (path.key, path.path_id)
+        k = _slot(path.key, path.path_id)
         old = t.get(k)
         t[k] = path
         return old
 
     def pop(self, family: Family, key, path_id: int = 0) -> Path | None:
         t = self.tables.get(family)
-        return t.pop((key, path_id), None) if t else None
+        return t.pop(_slot(key, path_id), None) if t else None
 
     def get(self, family: Family, key, path_id: int = 0) -> Path | None:
         t = self.tables.get(family)
-        return t.get((key, path_id)) if t else None
+        return t.get(_slot(key, path_id)) if t else None
 
     def count(self, family: Family | None = None) -> int:
         if family is not None:

@@ -12,7 +12,7 @@
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from ..wire.attributes import (
     AsPath,
@@ -100,4 +100,4 @@ def export_path(path: Path, ctx: ExportContext) -> Path | None:
         # the extended next hop capability.  VPN-IPv4 is exempt: FRR accepts IPv6 next
         # hops there without announcing it, and the fabric's SIDs are IPv6.
         return None
-    return replace(path, attributes=tuple(attrs), next_hop=nh)
+    return path._replace(attributes=tuple(attrs), next_hop=nh)

@@ -69,16 +69,18 @@ class NexthopTracker:
     def direct(path: Path) -> bool:
         """Next hops that need no resolution: local paths, link-local next hops, the peer itself."""
         nh = path.next_hop
-        if path.source.is_local or nh is None:
+        if nh is None:
             return True
-        if nh.address.startswith("fe80:") or nh.address == path.source.address:
-            return True
-        return False
+        a = nh.address
+        return a == path.source.address or a[:5] == "fe80:" or path.source.name == "local"
 
     def valid(self, path: Path) -> bool:
-        if self.direct(path):
+        nh = path.next_hop
+        if nh is None:
             return True
-        nh = path.next_hop.address
+        nh = nh.address
+        if nh == path.source.address or nh[:5] == "fe80:" or path.source.name == "local":
+            return True
         own = None
         if not path.family.is_vpn:
             k = path.key

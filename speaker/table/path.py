@@ -6,7 +6,8 @@ the separate ``next_hop`` field and the destination is ``key``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..wire.attributes import (
     AsPath,
@@ -47,8 +48,9 @@ class Source:
 LOCAL = Source("local")
 
 
-@dataclass(frozen=True, slots=True)
-class Path:
+class Path(NamedTuple):
+    """Immutable and cheap to create (a tuple): one is made for every received route."""
+
     family: Family
     key: Key
     next_hop: MpNextHop | None
@@ -56,7 +58,7 @@ class Path:
     labels: tuple[int, ...] = ()
     source: Source = LOCAL
     path_id: int = 0
-    stale: bool = field(default=False, compare=False)  # RFC 4724: kept across a peer restart
+    stale: bool = False  # RFC 4724: kept across a peer restart, until End-of-RIB
 
     # ---------------------------------------------------------------- attribute access
 
@@ -69,13 +71,13 @@ class Path:
     def with_attribute(self, attr: PathAttribute) -> "Path":
         """A copy with ``attr`` replacing any attribute of the same type."""
         kept = tuple(a for a in self.attributes if type(a) is not type(attr))
-        return replace(self, attributes=kept + (attr,))
+        return self._replace(attributes=kept + (attr,))
 
     def without(self, cls) -> "Path":
-        return replace(self, attributes=tuple(a for a in self.attributes if type(a) is not cls))
+        return self._replace(attributes=tuple(a for a in self.attributes if type(a) is not cls))
 
     def with_next_hop(self, nh: MpNextHop | None) -> "Path":
-        return replace(self, next_hop=nh)
+        return self._replace(next_hop=nh)
 
     @property
     def as_path(self) -> AsPath:

@@ -8,7 +8,7 @@ per destination.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..wire.constants import Family
 from .decision import DEFAULT_DECISION, DecisionConfig, select
@@ -16,18 +16,29 @@ from .path import Key, Path
 
 
 class Destination:
+    """One prefix (or RD + prefix) and its candidate paths.
+
+    ``paths`` is a tuple: destinations have few paths (at most one per peer and path
+    id), and a tuple of one costs far less than a dictionary.
+    """
+
     __slots__ = ("key", "paths", "best", "multipath", "reason")
 
-    def __init__(self, key: Key) -> None:
+    def __init__(self, key: Key, paths: tuple = ()) -> None:
         self.key = key
-        self.paths: dict[tuple[str, int], Path] = {}
+        self.paths: tuple[Path, ...] = paths
         self.best: Path | None = None
         self.multipath: tuple[Path, ...] = ()
         self.reason = ""
 
+    def find(self, source: str, path_id: int = 0) -> Path | None:
+        for p in self.paths:
+            if p.source.name == source and p.path_id == path_id:
+                return p
+        return None
 
-@dataclass(frozen=True)
-class Change:
+
+class Change(NamedTuple):
     """The selection for ``key`` changed.  ``best`` is None when the destination is gone."""
 
     family: Family
@@ -50,15 +61,22 @@ class LocRib:
         return len(self.dests)
 
     def add(self, path: Path) -> None:
-        d = self.dests.get(path.key)
+        key = path.key
+        d = self.dests.get(key)
         if d is None:
-            d = self.dests[path.key] = Destination(path.key)
-        d.paths[(path.source.name, path.path_id)] = path
-        self.dirty.add(path.key)
+            self.dests[key] = Destination(key, (path,))
+        else:
+            name, pid = path.source.name, path.path_id
+            d.paths = tuple(p for p in d.paths if p.source.name != name or p.path_id != pid) + (path,)
+        self.dirty.add(key)
 
     def remove(self, source: str, key: Key, path_id: int = 0) -> None:
         d = self.dests.get(key)
-        if d is not None and d.paths.pop((source, path_id), None) is not None:
+        if d is None:
+            return
+        kept = tuple(p for p in d.paths if p.source.name != source or p.path_id != path_id)
+        if len(kept) != len(d.paths):
+            d.paths = kept
             self.dirty.add(key)
 
     def remove_source(self, source: str, keys: Iterable[Key] | None = None) -> None:
@@ -67,10 +85,9 @@ class LocRib:
             d = self.dests.get(key)
             if d is None:
                 continue
-            gone = [k for k in d.paths if k[0] == source]
-            for k in gone:
-                del d.paths[k]
-            if gone:
+            kept = tuple(p for p in d.paths if p.source.name != source)
+            if len(kept) != len(d.paths):
+                d.paths = kept
                 self.dirty.add(key)
 
     def touch(self, keys: Iterable[Key]) -> None:
@@ -92,13 +109,13 @@ class LocRib:
                 continue
             paths = d.paths
             if len(paths) == 1:
-                (p,) = paths.values()
+                p = paths[0]
                 if valid(p):
                     best, multi, reason = p, (p,), "only path"
                 else:
                     best, multi, reason = None, (), ""
             else:
-                cands = [p for p in paths.values() if valid(p)]
+                cands = [p for p in paths if valid(p)]
                 best, multi, reason = select(cands, cfg)
             if best is not d.best or multi != d.multipath:
                 changes.append(Change(self.family, key, d.best, best, multi))

@@ -189,8 +189,7 @@ def test_adj_rib_out_packs_and_suppresses_unchanged():
     r.feed(msgs[0])
     (upd,) = list(r.messages())
     assert len(upd.reachable()[0][2]) == 250
-    moved = paths[0].__class__(**{**{f: getattr(paths[0], f) for f in paths[0].__dataclass_fields__},
-                                  "source": src("b", rid="10.0.0.3")})
+    moved = paths[0]._replace(source=src("b", rid="10.0.0.3"))
     out.stage(IPV4_UNICAST, moved.key, moved)         # same wire form from another source
     assert not out.pending()
     out.stage(IPV4_UNICAST, paths[1].key, None)
