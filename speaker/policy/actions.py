@@ -1,16 +1,18 @@
 """What a term does: its ``set:`` operations and its decision (accept, reject, next).
 
-Paths are frozen, so every set returns a new :class:`Path`.  ``next-hop: self`` and
+Paths are frozen: the sets of one term edit a :class:`Draft`, which becomes one new
+:class:`Path`.  ``next-hop: self`` and
 ``next-hop: unchanged`` depend on the session the route goes out on, which policy
 does not know; they are recorded as a directive on the result for the caller.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
 from ..table.path import Path
 from ..wire.attributes import (
+    AsPath,
     Communities,
     ExtendedCommunities,
     LargeCommunities,
@@ -46,13 +48,69 @@ class EvalContext:
 DEFAULT_CONTEXT = EvalContext()
 
 
+def _rebuild(path: Path, attributes: tuple, next_hop: MpNextHop | None) -> Path:
+    # Path is a frozen dataclass or a NamedTuple; either way one copy with two fields changed.
+    if _NAMED_TUPLE:
+        values = list(path)
+        values[_ATTRIBUTES] = attributes
+        values[_NEXT_HOP] = next_hop
+        return Path._make(values)  # type: ignore[attr-defined]
+    return replace(path, attributes=attributes, next_hop=next_hop)
+
+
+_NAMED_TUPLE = hasattr(Path, "_make")
+if _NAMED_TUPLE:
+    _ATTRIBUTES = Path._fields.index("attributes")  # type: ignore[attr-defined]
+    _NEXT_HOP = Path._fields.index("next_hop")  # type: ignore[attr-defined]
+
+
+class Draft:
+    """The changes one term's sets make to a path, built into a new :class:`Path` once.
+
+    ``Path.with_attribute`` per set would copy the path for every set of every route;
+    the draft copies it once per term.
+    """
+
+    __slots__ = ("path", "changes", "next_hop")
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.changes: dict[type, PathAttribute | None] = {}  # None: remove
+        self.next_hop = path.next_hop
+
+    def get(self, cls: type) -> PathAttribute | None:
+        if cls in self.changes:
+            return self.changes[cls]
+        return self.path.get(cls)
+
+    def put(self, attr: PathAttribute) -> None:
+        self.changes[type(attr)] = attr
+
+    def remove(self, cls: type) -> None:
+        self.changes[cls] = None
+
+    def build(self) -> Path:
+        changes = self.changes
+        attributes = tuple(a for a in self.path.attributes if type(a) not in changes) + tuple(
+            a for a in changes.values() if a is not None)
+        return _rebuild(self.path, attributes, self.next_hop)
+
+
 class SetOperation:
     """Base of the ``set:`` operations.  ``key`` is the config key it came from."""
 
     key = ""
 
-    def apply(self, path: Path, ctx: EvalContext) -> Path:  # pragma: no cover - abstract
+    def apply(self, draft: Draft, ctx: EvalContext) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+def apply_sets(path: Path, sets: tuple[SetOperation, ...], ctx: EvalContext) -> Path:
+    """``path`` with ``sets`` applied in order, as one new :class:`Path`."""
+    draft = Draft(path)
+    for op in sets:
+        op.apply(draft, ctx)
+    return draft.build()
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +123,8 @@ class SetAttribute(SetOperation):
     def key(self) -> str:  # type: ignore[override]
         return _SET_KEYS[type(self.attribute)]
 
-    def apply(self, path: Path, ctx: EvalContext) -> Path:
-        return path.with_attribute(self.attribute)
+    def apply(self, draft: Draft, ctx: EvalContext) -> None:
+        draft.put(self.attribute)
 
 
 _SET_KEYS = {LocalPref: "local-pref", Med: "med", Origin: "origin"}
@@ -79,8 +137,8 @@ class SetNextHop(SetOperation):
     address: str
     key = "next-hop"
 
-    def apply(self, path: Path, ctx: EvalContext) -> Path:
-        return path.with_next_hop(MpNextHop(self.address))
+    def apply(self, draft: Draft, ctx: EvalContext) -> None:
+        draft.next_hop = MpNextHop(self.address)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,8 +161,8 @@ class EditList(SetOperation):
     def key(self) -> str:  # type: ignore[override]
         return _EDIT_KEYS[self.attribute]
 
-    def apply(self, path: Path, ctx: EvalContext) -> Path:
-        current = path.get(self.attribute)
+    def apply(self, draft: Draft, ctx: EvalContext) -> None:
+        current = draft.get(self.attribute)
         values = current.communities if current is not None else ()
         rt_only = self.attribute is ExtendedCommunities
         if rt_only:
@@ -121,9 +179,10 @@ class EditList(SetOperation):
                 values = values + tuple(c for c in self.add if c not in values)
         if rt_only:
             values = kept_other + values
-        if not values:
-            return path.without(self.attribute)
-        return path.with_attribute(self.attribute(tuple(dict.fromkeys(values))))
+        if values:
+            draft.put(self.attribute(tuple(dict.fromkeys(values))))
+        else:
+            draft.remove(self.attribute)
 
 
 _EDIT_KEYS = {Communities: "communities", LargeCommunities: "large-communities",
@@ -138,11 +197,11 @@ class AsPathPrepend(SetOperation):
     asn: int | None = None
     key = "as-path-prepend"
 
-    def apply(self, path: Path, ctx: EvalContext) -> Path:
+    def apply(self, draft: Draft, ctx: EvalContext) -> None:
         asn = self.asn if self.asn is not None else ctx.local_as
         if not asn:
             raise ValueError("as-path-prepend without asn needs EvalContext.local_as")
-        as_path = path.as_path
+        as_path = draft.get(AsPath) or AsPath()
         for _ in range(self.count):
             as_path = as_path.prepend(asn)
-        return path.with_attribute(as_path)
+        draft.put(as_path)

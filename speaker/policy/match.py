@@ -164,3 +164,15 @@ class Match:
             if not c.test(path):
                 return False
         return True
+
+    def compiled(self) -> Callable[[Path], bool] | None:
+        """The fastest equivalent of :meth:`test`; ``None`` when every path matches."""
+        tests = [c.test for c in self.conditions]
+        if not tests:
+            return None
+        if len(tests) == 1:
+            return tests[0]
+        if len(tests) == 2:
+            first, second = tests
+            return lambda path: first(path) and second(path)
+        return self.test

@@ -7,17 +7,17 @@ policy's default does, with the sets of any ``next`` terms kept.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable, NamedTuple
 
 from ..table.path import Path
-from .actions import DEFAULT_CONTEXT, Action, EvalContext, NextHopDirective, SetOperation
+from .actions import DEFAULT_CONTEXT, Action, EvalContext, NextHopDirective, SetOperation, apply_sets
 from .match import Match
 from .prefix_list import PrefixList
 
 
-@dataclass(frozen=True, slots=True)
-class PolicyResult:
-    """The outcome for one path.
+class PolicyResult(NamedTuple):
+    """The outcome for one path (a tuple: built for every route received).
 
     ``path`` is the path with the sets applied (on rejection: as far as evaluation got).
     ``term`` names the deciding term, ``None`` when the policy's default decided.
@@ -50,20 +50,25 @@ class Policy:
     name: str
     terms: tuple[Term, ...]
     default_accept: bool = False
+    # per term: (match test or None for "always", sets, decision: True/False/None for next, term)
+    _steps: tuple = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        decision = {Action.ACCEPT: True, Action.REJECT: False, Action.NEXT: None}
+        object.__setattr__(self, "_steps", tuple(
+            (term.match.compiled(), term.sets, decision[term.action], term) for term in self.terms))
 
     def evaluate(self, path: Path, ctx: EvalContext = DEFAULT_CONTEXT) -> PolicyResult:
         directive = None
-        for term in self.terms:
-            if not term.match.test(path):
+        for test, sets, decision, term in self._steps:
+            if test is not None and not test(path):
                 continue
-            for op in term.sets:
-                path = op.apply(path, ctx)
+            if sets:
+                path = apply_sets(path, sets, ctx)
             if term.sets_next_hop:
                 directive = term.next_hop
-            if term.action is Action.ACCEPT:
-                return PolicyResult(True, path, term.name, directive)
-            if term.action is Action.REJECT:
-                return PolicyResult(False, path, term.name, directive)
+            if decision is not None:
+                return PolicyResult(decision, path, term.name, directive)
         return PolicyResult(self.default_accept, path, None, directive)
 
 
