@@ -7,7 +7,7 @@ does not know; they are recorded as a directive on the result for the caller.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import Enum
 
 from ..table.path import Path
@@ -48,20 +48,8 @@ class EvalContext:
 DEFAULT_CONTEXT = EvalContext()
 
 
-def _rebuild(path: Path, attributes: tuple, next_hop: MpNextHop | None) -> Path:
-    # Path is a frozen dataclass or a NamedTuple; either way one copy with two fields changed.
-    if _NAMED_TUPLE:
-        values = list(path)
-        values[_ATTRIBUTES] = attributes
-        values[_NEXT_HOP] = next_hop
-        return Path._make(values)  # type: ignore[attr-defined]
-    return replace(path, attributes=attributes, next_hop=next_hop)
-
-
-_NAMED_TUPLE = hasattr(Path, "_make")
-if _NAMED_TUPLE:
-    _ATTRIBUTES = Path._fields.index("attributes")  # type: ignore[attr-defined]
-    _NEXT_HOP = Path._fields.index("next_hop")  # type: ignore[attr-defined]
+_ATTRIBUTES = Path._fields.index("attributes")
+_NEXT_HOP = Path._fields.index("next_hop")
 
 
 class Draft:
@@ -93,7 +81,10 @@ class Draft:
         changes = self.changes
         attributes = tuple(a for a in self.path.attributes if type(a) not in changes) + tuple(
             a for a in changes.values() if a is not None)
-        return _rebuild(self.path, attributes, self.next_hop)
+        values = list(self.path)
+        values[_ATTRIBUTES] = attributes
+        values[_NEXT_HOP] = self.next_hop
+        return Path._make(values)
 
 
 class SetOperation:

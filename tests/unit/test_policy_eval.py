@@ -262,3 +262,14 @@ def test_parse_policy_reads_one_body():
     assert p.name == "solo" and p.terms[0].name == "term-1"
     assert p.evaluate(unicast("10.0.0.0/24", source=HOST11)).accepted
     assert not p.evaluate(unicast("10.0.0.0/24", source=HOST12)).accepted
+
+
+def test_later_terms_see_what_earlier_next_terms_set():
+    p = policy([
+        {"name": "tag", "match": {"source": "host11"}, "set": {"communities": {"add": ["65000:1"]}}, "action": "next"},
+        {"name": "tagged", "match": {"community": ["65000:1"]}, "set": {"as-path-prepend": 1}, "action": "accept"},
+    ])
+    r = p.evaluate(unicast("10.0.0.0/24", source=HOST11), EvalContext(local_as=65100))
+    assert (r.accepted, r.term) == (True, "tagged")
+    assert r.path.as_path.asns() == [65100, 65011] and r.path.communities == (C("65000:1"),)
+    assert not p.evaluate(unicast("10.0.0.0/24", source=HOST12)).accepted
