@@ -21,6 +21,8 @@ from .config import NodeConfig
 from .netutil import local_link_locals, set_gtsm, set_md5
 from .origination import RouteSpecError, parse_route, parse_route_key, self_next_hop
 from .peer import Peer, _Protocol
+from .policy import EvalContext, NextHopDirective
+from .policy.roles import leaf_from_host
 from .session.events import State
 from .session.negotiated import Negotiated
 from .table.adj_rib_in import AttributeInterner, path_view, update_paths
@@ -52,6 +54,7 @@ class Speaker:
         self.nexthops = NexthopTracker()
         self.ribs: dict[Family, LocRib] = {f: LocRib(f, cfg, self.nexthops.valid) for f in SUPPORTED_FAMILIES}
         self.intern = AttributeInterner()
+        self.eval_ctx = EvalContext(local_as=config.asn)
         self.started = time.time()
         self.converged_at: float | None = None
         self._servers: list = []
@@ -73,8 +76,6 @@ class Speaker:
         if peer.cfg.import_policy:
             return self._policy(peer.cfg.import_policy)
         if peer.cfg.host_locator:
-            from .policy.roles import leaf_from_host
-
             return leaf_from_host(peer.cfg.host_locator)
         return None
 
@@ -283,7 +284,8 @@ class Speaker:
                               (source.ibgp and (path.originator_id == rid or cluster in path.cluster_list)))
                 accepted = None if looped else path
                 if accepted is not None and policy is not None:
-                    accepted = policy.evaluate(path, self._eval_ctx(peer)).path
+                    res = policy.evaluate(path, self.eval_ctx)
+                    accepted = res.path if res.accepted else None
                 if accepted is None:
                     old = rib_in.pop(path.family, path.key, path.path_id)
                     if old is not None:
@@ -302,11 +304,6 @@ class Speaker:
                         self.nexthops.forget(old.next_hop.address, family, key)
         self._check_max_prefix(peer)
         self.schedule_flush()
-
-    def _eval_ctx(self, peer: Peer):
-        from .policy import EvalContext
-
-        return EvalContext(local_as=self.config.asn, neighbor=peer.cfg.name)
 
     def _end_of_rib(self, peer: Peer, fam: Family) -> None:
         peer.eor_received.add(fam)
@@ -427,7 +424,15 @@ class Speaker:
         out = export_path(best, peer.export_ctx)
         policy = self._export_policies.get(peer.cfg.name)
         if out is not None and policy is not None:
-            out = policy.evaluate(out, self._eval_ctx(peer)).path
+            res = policy.evaluate(out, self.eval_ctx)
+            if not res.accepted:
+                return None
+            out = res.path
+            if res.next_hop is not None:
+                nh = peer.export_ctx.self_next_hop if res.next_hop is NextHopDirective.SELF else best.next_hop
+                if nh is None:
+                    return None
+                out = out._replace(next_hop=nh)
         return out
 
     def _export_all(self, peer: Peer, fam: Family) -> None:
