@@ -19,7 +19,7 @@ from .output import console, emit_json, fail, neighbors_table, routes_table
 app = typer.Typer(help="l3fab: routing appliance for multi-tenant layer-3 fabrics.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
 show = typer.Typer(help="Inspect a running speaker.", no_args_is_help=True)
-rib = typer.Typer(help="Routing tables.", no_args_is_help=True)
+rib = typer.Typer(help="Routing tables: `show rib` is the Loc-RIB.")
 neighbor = typer.Typer(help="Act on one neighbour.", no_args_is_help=True)
 config_app = typer.Typer(help="Configuration files.", no_args_is_help=True)
 app.add_typer(show, name="show")
@@ -132,6 +132,34 @@ def rib_received(name: str = typer.Argument(..., help="Neighbour name, address o
         emit_json(rows)
     else:
         console.print(routes_table(f"Received from {name}", rows))
+
+
+@rib.callback(invoke_without_command=True)
+def rib_loc(ctx: typer.Context,
+            family: Optional[str] = typer.Option(None, "--family", "-f", help="ipv4, ipv6, vpnv4 or vpnv6."),
+            prefix: Optional[str] = typer.Option(None, "--prefix", help="Only this prefix."),
+            limit: int = typer.Option(0, "--limit", help="Show at most this many paths (0: all)."),
+            sock: Optional[str] = SocketOpt, as_json: bool = JsonOpt) -> None:
+    """The Loc-RIB: every path per destination, the best (>) and multipath (=) ones."""
+    if ctx.invoked_subcommand is not None:
+        return
+    rows = _api(sock, "rib", {"family": family, "prefix": prefix, "limit": limit or None})
+    if as_json:
+        emit_json(rows)
+    else:
+        console.print(routes_table("Loc-RIB", rows))
+
+
+@rib.command("advertised")
+def rib_advertised(name: str = typer.Argument(..., help="Neighbour name, address or interface."),
+                   family: Optional[str] = typer.Option(None, "--family", "-f"),
+                   sock: Optional[str] = SocketOpt, as_json: bool = JsonOpt) -> None:
+    """What this speaker last sent a neighbour (its Adj-RIB-Out)."""
+    rows = _api(sock, "rib_advertised", {"neighbor": name, "family": family})
+    if as_json:
+        emit_json(rows)
+    else:
+        console.print(routes_table(f"Advertised to {name}", rows))
 
 
 @rib.command("local")

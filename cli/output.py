@@ -47,10 +47,20 @@ def neighbors_table(rows: list[dict]) -> Table:
     return t
 
 
+def _status(r: dict) -> str:
+    """FRR-style path status: * valid, > best, = multipath, S stale."""
+    if r.get("best") is None:
+        return ""
+    s = ("*" if r.get("valid") else " ") + (">" if r.get("best") else ("=" if r.get("multipath") else " "))
+    return s + ("S" if r.get("stale") else "")
+
+
 def routes_table(title: str, rows: list[dict]) -> Table:
     t = Table(title=title, header_style="bold")
     vpn = any(r.get("rd") for r in rows)
-    cols = ["Family", "Prefix"] + (["RD", "Label"] if vpn else []) + ["Next hop", "AS path", "Origin", "MED", "LocPrf", "Communities"]
+    loc = any(r.get("best") is not None for r in rows)
+    cols = ([" "] if loc else []) + ["Family", "Prefix"] + (["RD", "Label"] if vpn else []) + \
+        ["Next hop", "AS path", "Origin", "MED", "LocPrf", "Communities"] + (["From"] if loc else [])
     for c in cols:
         t.add_column(c, overflow="fold")
     for r in rows:
@@ -58,10 +68,14 @@ def routes_table(title: str, rows: list[dict]) -> Table:
         if r.get("link_local_next_hop"):
             nh += f" ({r['link_local_next_hop']})"
         comms = " ".join(list(r.get("communities", ())) + list(r.get("ext_communities", ())) + list(r.get("large_communities", ())))
-        row = [r["family"], r["prefix"]]
+        row = ([_status(r)] if loc else []) + [r["family"], r["prefix"]]
         if vpn:
             row += [r.get("rd") or "-", ",".join(str(x) for x in r.get("labels", ())) or "-"]
         row += [nh, r.get("as_path") or "", {"igp": "i", "egp": "e", "incomplete": "?"}.get(r.get("origin"), "-"),
                 "" if r.get("med") is None else str(r["med"]), "" if r.get("local_pref") is None else str(r["local_pref"]), comms]
+        if loc:
+            row.append(r.get("source") or "")
         t.add_row(*row)
+    if loc:
+        t.caption = "* valid  > best  = multipath  S stale"
     return t

@@ -45,6 +45,11 @@ def test_show_announce_withdraw_and_errors(daemon_factory):
     assert local[0]["rd"] == "65001:10" and local[0]["labels"] == [100] and local[0]["ext_communities"] == ["target:65000:10"]
     r = cli(d, "show", "rib", "local")
     assert "10.9.0.1/32" in r.stdout and "65001:10" in r.stdout
+    loc = json.loads(cli(d, "show", "rib", "--family", "vpnv4", "--json").stdout)
+    assert [(x["prefix"], x["best"], x["valid"], x["source"]) for x in loc] == [("10.9.0.1/32", True, True, "local")]
+    r = cli(d, "show", "rib")
+    assert "*>" in r.stdout and "10.9.0.1/32" in r.stdout
+    one_line_error(cli(d, "show", "rib", "advertised", "ghost"), "neighbor", "ghost")
     assert cli(d, "withdraw", "10.9.0.1/32", "--rd", "65001:10").stdout.strip() == "withdrew 1 route(s)"
     assert json.loads(cli(d, "show", "rib", "local", "--json").stdout) == []
 
