@@ -1,0 +1,289 @@
+"""The FIB: desired routes per table, kept equal to the kernel's routes of l3fab's protocol.
+
+How the speaker uses it::
+
+    fib = Fib()                       # dumps l3fab's routes already in the kernel
+    with fib.batch():                 # one netlink batch for many best-path changes
+        fib.update(route)             # a new or changed best path
+        fib.remove(table, prefix)     # a withdrawn one
+    fib.converged()                   # End-of-RIB from all peers (or a timeout)
+
+Restart behaviour: routes already right are never re-sent. Routes of l3fab's
+protocol that nobody asked for (stale, from before a restart) stay until
+:meth:`Fib.converged`; before that, only adds and replaces happen. Routes of
+any other protocol are never written, replaced or deleted: adds are create-only
+(NLM_F_EXCL) and deletes name l3fab's protocol, which the kernel checks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import ipaddress
+import logging
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Mapping
+
+from fib.kernel import ApplyOutcome, KernelFib, Op
+from fib.model import FibRoute, RTPROT_L3FAB
+from fib.netlink import Prepared, RouteKey, Signature, to_route
+from fib.reconcile import Pid, Plan, diff
+
+log = logging.getLogger("l3fab.fib")
+
+RESYNC_ROUNDS = 3
+
+
+@dataclass(frozen=True)
+class FibResult:
+    """What one apply did. ``errors`` are one line each, naming route and errno."""
+
+    added: int = 0
+    replaced: int = 0
+    deleted: int = 0
+    retries: int = 0
+    errors: tuple[str, ...] = ()
+
+    def __add__(self, other: "FibResult") -> "FibResult":
+        return FibResult(self.added + other.added, self.replaced + other.replaced,
+                         self.deleted + other.deleted, self.retries + other.retries,
+                         self.errors + other.errors)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+class Fib:
+    """Desired forwarding state per kernel table, reconciled to the kernel.
+
+    ``tables``: the tables l3fab owns; None (default) means every table in
+    which routes of ``protocol`` appear.
+    """
+
+    def __init__(self, kernel: KernelFib | None = None, *, protocol: int = RTPROT_L3FAB,
+                 tables: Iterable[int] | None = None):
+        self.kernel = kernel if kernel is not None else KernelFib(protocol)
+        self.protocol = self.kernel.protocol
+        self.tables = None if tables is None else frozenset(tables)
+        self._routes: dict[int, dict[str, Prepared]] = {}     # table -> prefix -> route
+        self._desired: dict[Pid, Prepared] = {}
+        self._want: dict[Pid, tuple[int, Signature]] = {}      # what diff() reads
+        self._actual: dict[Pid, dict[int, Signature]] | None = None
+        self._converged = False
+        self._batch = 0
+        self._dirty: set[Pid] = set()
+        self.errors: dict[RouteKey, str] = {}
+
+    # -- life cycle ------------------------------------------------------------
+
+    def start(self) -> None:
+        """Read l3fab's routes from the kernel (done on first use otherwise)."""
+        self._load()
+
+    def close(self) -> None:
+        self.kernel.close()
+
+    @property
+    def is_converged(self) -> bool:
+        return self._converged
+
+    def converged(self) -> FibResult:
+        """The RIB is complete: from now on stale routes are deleted. Deletes them now."""
+        self._converged = True
+        self._dirty.clear()
+        return self._apply_plan(diff(self._want, self._actual_map(), prune=True))
+
+    # -- desired state ---------------------------------------------------------
+
+    def update(self, route: FibRoute) -> FibResult:
+        """Install or change ``route`` (applied at once, or at the end of :meth:`batch`)."""
+        self._check_table(route.table)
+        self._put(self.kernel.prepare(route))
+        return self._maybe_flush()
+
+    def _put(self, prepared: Prepared) -> None:
+        route = prepared.route
+        table = self._routes.get(route.table)
+        if table is None:
+            table = self._routes[route.table] = {}
+        table[route.prefix] = prepared
+        pid = prepared.key[:4]
+        self._desired[pid] = prepared
+        self._want[pid] = (route.metric, prepared.sig)
+        self._dirty.add(pid)
+
+    def remove(self, table: int, prefix: str | ipaddress.IPv4Network | ipaddress.IPv6Network
+               ) -> FibResult:
+        """Withdraw the route for ``prefix``; the kernel route goes once converged."""
+        canonical = str(ipaddress.ip_network(prefix, strict=True))
+        old = self._routes.get(table, {}).pop(canonical, None)
+        if old is not None:
+            pid = old.key[:4]
+            del self._desired[pid]
+            del self._want[pid]
+            self._dirty.add(pid)
+        return self._maybe_flush()
+
+    def set_desired(self, table: int, routes: Mapping[str, FibRoute] | Iterable[FibRoute],
+                    *, apply: bool = True) -> FibResult:
+        """Make ``routes`` the whole content of ``table`` (others in it are removed).
+
+        With ``apply=False`` only the desired state changes; the kernel follows
+        at the next :meth:`flush`, :meth:`converged` or :meth:`reconcile`.
+        """
+        self._check_table(table)
+        items = routes.values() if isinstance(routes, Mapping) else routes
+        new: dict[str, FibRoute] = {}
+        for route in items:
+            if route.table != table:
+                raise ValueError(f"set_desired(table={table}): route {route.prefix} "
+                                 f"is for table {route.table}")
+            new[route.prefix] = route
+        current = self._routes.get(table, {})
+        self._batch += 1
+        try:
+            for prefix in [p for p in current if p not in new]:
+                self.remove(table, prefix)
+            prepare, put = self.kernel.prepare, self._put
+            for prefix, route in new.items():
+                old = current.get(prefix)
+                if old is None or old.route != route:
+                    put(prepare(route))
+        finally:
+            self._batch -= 1
+        return self._maybe_flush() if apply else FibResult()
+
+    def desired(self, table: int) -> dict[str, FibRoute]:
+        return {p: prep.route for p, prep in self._routes.get(table, {}).items()}
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator["_ResultBox"]:
+        """Collect updates and removals; apply them in one netlink batch on exit."""
+        box = _ResultBox()
+        self._batch += 1
+        try:
+            yield box
+        finally:
+            self._batch -= 1
+        if not self._batch:
+            box.value = self.flush()
+
+    def flush(self) -> FibResult:
+        """Apply the changes collected so far."""
+        dirty, self._dirty = self._dirty, set()
+        if not dirty:
+            return FibResult()
+        return self._apply_plan(self._diff_pids(dirty))
+
+    # -- reconcile ---------------------------------------------------------------
+
+    def reconcile(self) -> FibResult:
+        """Read the kernel again, diff against the desired state, apply the difference."""
+        self._load()
+        self._dirty.clear()
+        return self._apply_plan(diff(self._want, self._actual, prune=self._converged))
+
+    def installed(self, table: int | None = None) -> list[FibRoute]:
+        """l3fab's routes as the kernel has them now (next hops by ifindex)."""
+        tables = None if table is None else [table]
+        return [to_route(k, s) for k, s in self.kernel.dump(tables).items()]
+
+    # -- internals -----------------------------------------------------------------
+
+    def _check_table(self, table: int) -> None:
+        if self.tables is not None and table not in self.tables:
+            raise ValueError(f"table {table} is not one of the tables this FIB owns "
+                             f"({sorted(self.tables)})")
+
+    def _maybe_flush(self) -> FibResult:
+        return FibResult() if self._batch else self.flush()
+
+    def _actual_map(self) -> dict[Pid, dict[int, Signature]]:
+        if self._actual is None:
+            self._load()
+        return self._actual
+
+    def _load(self) -> None:
+        actual: dict[Pid, dict[int, Signature]] = {}
+        for key, sig in self.kernel.dump(self.tables).items():
+            pid = key[:4]
+            have = actual.get(pid)
+            if have is None:
+                actual[pid] = {key[4]: sig}
+            else:
+                have[key[4]] = sig
+        self._actual = actual
+
+    def _diff_pids(self, pids: Iterable[Pid]) -> Plan:
+        actual = self._actual_map()
+        want = self._want
+        return diff({p: want[p] for p in pids if p in want},
+                    {p: actual[p] for p in pids if p in actual}, prune=self._converged)
+
+    def _ops(self, plan: Plan) -> list[Op]:
+        desired = self._desired
+        ops = []
+        for action, items in (("add", plan.add), ("replace", plan.replace)):
+            for pid, metric in items:
+                prepared = desired[pid]
+                ops.append((action, pid, metric, prepared.body, prepared.sig))
+        ops += [("delete", pid, metric, None, None) for pid, metric in plan.delete]
+        return ops
+
+    def _apply_plan(self, plan: Plan) -> FibResult:
+        result = FibResult()
+        for _round in range(RESYNC_ROUNDS):
+            if not plan:
+                return result
+            outcome = self.kernel.apply(self._ops(plan))
+            result += self._record(outcome)
+            if not outcome.uncertain:
+                return result
+            # Acks were lost: read back the routes concerned and diff them again.
+            pids = {op[1] for op in outcome.uncertain}
+            log.warning("fib: %d netlink acks lost; re-reading the kernel", len(pids))
+            self._load()
+            plan = self._diff_pids(pids)
+        if plan:
+            raise RuntimeError("fib: netlink acks kept being lost; kernel state unknown")
+        return result
+
+    def _record(self, outcome: ApplyOutcome) -> FibResult:
+        actual = self._actual_map()
+        added = replaced = deleted = 0
+        errors = self.errors
+        for action, pid, metric, _body, sig in outcome.done:
+            if errors:
+                errors.pop(pid + (metric,), None)
+            have = actual.get(pid)
+            if action == "delete":
+                deleted += 1
+                if have is not None:
+                    have.pop(metric, None)
+                    if not have:
+                        del actual[pid]
+                continue
+            if action == "add":
+                added += 1
+            else:
+                replaced += 1
+            if have is None:
+                actual[pid] = {metric: sig}
+            else:
+                have[metric] = sig
+        texts = []
+        for err in outcome.failed:
+            text = str(err)
+            if err.op[0] == "add" and err.errno == errno.EEXIST:
+                text += " (held by a route of another protocol; left alone)"
+            errors[err.op[1] + (err.op[2],)] = text
+            texts.append(text)
+            log.error("fib: %s", text)
+        return FibResult(added, replaced, deleted, outcome.retries, tuple(texts))
+
+
+class _ResultBox:
+    """Filled with the :class:`FibResult` of a :meth:`Fib.batch` when it ends."""
+
+    value: FibResult = FibResult()

@@ -1,0 +1,275 @@
+"""The kernel FIB over a raw NETLINK_ROUTE socket: batched writes, every ack read, fast dumps.
+
+Writes go out in chunks: many RTM_NEWROUTE/RTM_DELROUTE messages, each with
+NLM_F_ACK and its own sequence number, in one ``send``. The kernel handles them
+one by one and queues one NLMSG_ERROR per message (0 = done), so every failure
+is reported against its route. Transient failures (ENOMEM, ENOBUFS: seg6's
+per-CPU atomic allocations fail under bursts) are sent again with a growing
+pause. If acks themselves are lost (the socket's receive queue overflowed),
+the outcome of the unacked messages is unknown and they are reported as
+``uncertain``; the caller re-reads the kernel table and diffs again.
+
+The socket lives in the network namespace of the process that opens it
+(``ip netns exec`` is enough).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Protocol, Sequence
+
+from fib import netlink as nl
+from fib.model import RTPROT_L3FAB
+from fib.netlink import Prepared, RouteKey, Signature
+
+TRANSIENT = frozenset({errno.ENOMEM, errno.ENOBUFS, errno.EAGAIN, errno.EBUSY})
+SOCKET_BUFFER = 32 << 20     # forced (root); acks of a whole chunk must fit
+SO_SNDBUFFORCE, SO_RCVBUFFORCE = 32, 33  # <asm-generic/socket.h>; not exported by Python
+CHUNK_MESSAGES = 1024
+CHUNK_BYTES = 256 << 10
+RETRIES = 60                 # rounds for transient errors, pauses 1 ms .. 100 ms
+
+
+class NetlinkSocket(Protocol):
+    """What :class:`KernelFib` needs of a socket (a fake one serves in tests)."""
+
+    def send(self, data: bytes) -> int: ...
+    def recv_into(self, buffer: bytearray, nbytes: int = 0) -> int: ...
+    def close(self) -> None: ...
+
+
+#: One change: (action, pid, metric, RTM_NEWROUTE body or None, signature or None), with
+#: pid = (table, af, dst, dst_len) and action "add", "replace" or "delete".
+#: "add" is create-only (NLM_F_EXCL): it never overwrites a route of another protocol.
+Op = tuple
+
+
+@dataclass(frozen=True, slots=True)
+class OpError:
+    op: Op
+    errno: int
+
+    def __str__(self) -> str:
+        action, (table, af, dst, plen), metric, _body, _sig = self.op
+        return (f"{action} {socket.inet_ntop(af, dst)}/{plen} table {table} "
+                f"metric {metric}: {errno.errorcode.get(self.errno, self.errno)} "
+                f"({os.strerror(self.errno)})")
+
+
+@dataclass
+class ApplyOutcome:
+    done: list[Op] = field(default_factory=list)
+    failed: list[OpError] = field(default_factory=list)
+    uncertain: list[Op] = field(default_factory=list)
+    retries: int = 0
+
+
+class NetlinkError(OSError):
+    pass
+
+
+def open_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+    sock.bind((0, 0))
+    for opt, fallback in ((SO_SNDBUFFORCE, socket.SO_SNDBUF),
+                          (SO_RCVBUFFORCE, socket.SO_RCVBUF)):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
+        except PermissionError:
+            sock.setsockopt(socket.SOL_SOCKET, fallback, SOCKET_BUFFER)
+    # Error acks carry only the header (we match by seq); strict dump filtering.
+    for opt in (nl.NETLINK_CAP_ACK, nl.NETLINK_GET_STRICT_CHK):
+        try:
+            sock.setsockopt(nl.SOL_NETLINK, opt, 1)
+        except OSError:
+            pass
+    return sock
+
+
+class KernelFib:
+    """Routes of one rtm_protocol in the kernel of the current network namespace."""
+
+    def __init__(self, protocol: int = RTPROT_L3FAB, sock: NetlinkSocket | None = None,
+                 chunk_messages: int = CHUNK_MESSAGES, sleep: Callable[[float], None] = time.sleep,
+                 resolve: Callable[[str], int] = socket.if_nametoindex):
+        if not 0 < protocol < 256:
+            raise ValueError(f"protocol: {protocol} is not in 1..255")
+        self.protocol = protocol
+        self.sock = sock if sock is not None else open_socket()
+        self.chunk_messages = chunk_messages
+        self.sleep = sleep
+        self._seq = 0
+        self._buf = bytearray(1 << 20)
+        self._ifindex: dict[str, int] = {}
+        self._resolve = resolve  # interface name -> index, in the socket's namespace
+        self.encoder = nl.Encoder(self.ifindex, protocol)
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def ifindex(self, ifname: str) -> int:
+        """The index of ``ifname`` in this namespace (cached; see :meth:`forget_interfaces`)."""
+        index = self._ifindex.get(ifname)
+        if index is None:
+            index = self._ifindex[ifname] = self._resolve(ifname)
+        return index
+
+    def forget_interfaces(self) -> None:
+        """Drop cached interface indexes and encodings (an interface was re-created)."""
+        self._ifindex.clear()
+        self.encoder.clear()
+
+    def prepare(self, route) -> Prepared:
+        return self.encoder.prepare(route)
+
+    # -- dump ----------------------------------------------------------------
+
+    def _next_seq(self) -> int:
+        self._seq = (self._seq + 1) & 0xFFFFFFFF or 1
+        return self._seq
+
+    def _recv(self) -> bytes:
+        n = self.sock.recv_into(self._buf, len(self._buf))
+        return bytes(self._buf[:n])
+
+    def dump(self, tables: Iterable[int] | None = None,
+             families: Sequence[int] = (socket.AF_INET, socket.AF_INET6),
+             ) -> dict[RouteKey, Signature]:
+        """{key: signature} of every route with our protocol (in ``tables``, default all)."""
+        out: dict[RouteKey, Signature] = {}
+        wanted = None if tables is None else set(tables)
+        for af in families:
+            for table in (sorted(wanted) if wanted is not None and len(wanted) <= 8 else [0]):
+                for key, sig in self._dump_one(af, table):
+                    if wanted is None or key[0] in wanted:
+                        out[key] = sig
+        return out
+
+    def _dump_one(self, af: int, table: int) -> list[tuple[RouteKey, Signature]]:
+        for _attempt in range(5):
+            routes, interrupted = self._dump_once(af, table)
+            if not interrupted:
+                return routes
+        raise NetlinkError(errno.EINTR, "route dump kept being interrupted by changes")
+
+    def _dump_once(self, af: int, table: int) -> tuple[list, bool]:
+        seq = self._next_seq()
+        self.sock.send(nl.getroute_dump(af, seq, self.protocol, table))
+        proto = self.protocol
+        routes = []
+        append = routes.append
+        interrupted = False
+        parse = nl.parse_route
+        unpack = nl.NLMSGHDR.unpack_from
+        while True:
+            buf = self._recv()
+            off, n = 0, len(buf)
+            while off + 16 <= n:
+                mlen, mtype, mflags, mseq, _pid = unpack(buf, off)
+                if mlen < 16:
+                    break
+                if mseq == seq:
+                    if mflags & nl.NLM_F_DUMP_INTR:
+                        interrupted = True
+                    if mtype == nl.RTM_NEWROUTE:
+                        if buf[off + 21] == proto:  # rtm_protocol (also filtered by the kernel)
+                            key, sig, _p = parse(buf, off, off + mlen)
+                            append((key, sig))
+                    elif mtype == nl.NLMSG_DONE:
+                        return routes, interrupted
+                    elif mtype == nl.NLMSG_ERROR:
+                        code = nl.error_code(buf, off)
+                        if code == errno.EINTR:
+                            return routes, True
+                        raise NetlinkError(code, f"route dump: {os.strerror(code)}")
+                off += (mlen + 3) & ~3
+
+    # -- writes ----------------------------------------------------------------
+
+
+    def apply(self, ops: Sequence[Op]) -> ApplyOutcome:
+        """Apply ``ops``; every op ends in ``done``, ``failed`` or ``uncertain``."""
+        outcome = ApplyOutcome()
+        pending = list(ops)
+        rounds = 0
+        while pending:
+            transient: list[tuple[Op, int]] = []
+            for start in range(0, len(pending), self.chunk_messages):
+                self._send_chunk(pending[start:start + self.chunk_messages], outcome, transient)
+            if not transient:
+                break
+            rounds += 1
+            if rounds > RETRIES:
+                outcome.failed.extend(OpError(op, code) for op, code in transient)
+                break
+            outcome.retries += 1
+            self.sleep(min(0.001 * 2 ** (rounds - 1), 0.1))
+            pending = [op for op, _code in transient]
+        return outcome
+
+    def _send_chunk(self, chunk: Sequence[Op], outcome: ApplyOutcome,
+                    transient: list[tuple[Op, int]]) -> None:
+        by_seq: dict[int, Op] = {}
+        parts = []
+        pack = nl.NLMSGHDR.pack
+        seq = self._seq
+        for op in chunk:
+            seq = seq + 1 if seq < 0xFFFFFFFF else 1
+            by_seq[seq] = op
+            action, pid, metric, body, _sig = op
+            if action == "delete":
+                parts.append(nl.delroute(pid + (metric,), seq, self.protocol))
+            else:
+                parts.append(pack(16 + len(body), nl.RTM_NEWROUTE,
+                                  nl.NEW_CREATE if action == "add" else nl.NEW_REPLACE, seq, 0))
+                parts.append(body)
+        self._seq = seq
+        self.sock.send(b"".join(parts))
+        while by_seq:
+            try:
+                buf = self._recv()
+            except OSError as exc:
+                if exc.errno != errno.ENOBUFS:
+                    raise
+                # Acks were dropped: what happened to the rest is unknown.
+                outcome.uncertain.extend(by_seq.values())
+                self._drain()
+                return
+            for off, _mlen, mtype, _flags, seq in nl.iter_messages(buf):
+                if mtype != nl.NLMSG_ERROR:
+                    continue
+                op = by_seq.pop(seq, None)
+                if op is None:
+                    continue
+                code = nl.error_code(buf, off)
+                if code == 0 or (code == errno.ESRCH and op[0] == "delete"):
+                    outcome.done.append(op)
+                elif code in TRANSIENT:
+                    transient.append((op, code))
+                else:
+                    if code == errno.ENODEV:
+                        self.forget_interfaces()
+                    outcome.failed.append(OpError(op, code))
+
+    def _drain(self) -> None:
+        """Read whatever acks are still queued after an overflow, without blocking."""
+        sock = self.sock
+        if not hasattr(sock, "setblocking"):
+            return
+        sock.setblocking(False)
+        try:
+            while True:
+                try:
+                    if not sock.recv_into(self._buf, len(self._buf)):
+                        break
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError as exc:
+                    if exc.errno != errno.ENOBUFS:
+                        raise
+        finally:
+            sock.setblocking(True)

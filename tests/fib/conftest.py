@@ -1,0 +1,63 @@
+"""A :class:`fib.Fib` whose netlink socket lives in a lab namespace.
+
+The socket is opened by a short-lived thread that has entered the namespace
+(setns on that thread only), so the test process itself stays where it is.
+Interface names are resolved inside the namespace too.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+
+import pytest
+
+from fib import Fib
+from fib.kernel import KernelFib, open_socket
+from lab.netns import Lab, Namespace
+
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def socket_in(ns: Namespace):
+    box: dict = {}
+
+    def enter_and_open() -> None:
+        fd = os.open(f"/run/netns/{ns.netns}", os.O_RDONLY)
+        try:
+            if _libc.setns(fd, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), f"setns into {ns.netns}")
+            box["sock"] = open_socket()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            box["error"] = exc
+        finally:
+            os.close(fd)
+
+    thread = threading.Thread(target=enter_and_open)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["sock"]
+
+
+def fib_in(ns: Namespace, **kwargs) -> Fib:
+    def resolve(ifname: str) -> int:
+        return ns.ip_json("link", "show", "dev", ifname)[0]["ifindex"]
+
+    fib = Fib(KernelFib(sock=socket_in(ns), resolve=resolve), **kwargs)
+    return fib
+
+
+@pytest.fixture
+def router(lab: Lab) -> Namespace:
+    """A namespace with uplinks up0 (10.0.0.1/24) and up1 (10.0.1.1/24) to a peer."""
+    ns = lab.add_namespace("r")
+    lab.add_namespace("peer")
+    lab.link("r", "peer", "up0", "down0")
+    lab.link("r", "peer", "up1", "down1")
+    ns.add_address("up0", "10.0.0.1/24")
+    ns.add_address("up1", "10.0.1.1/24")
+    return ns
