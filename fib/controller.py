@@ -116,14 +116,16 @@ class Fib:
     def remove(self, table: int, prefix: str | ipaddress.IPv4Network | ipaddress.IPv6Network
                ) -> FibResult:
         """Withdraw the route for ``prefix``; the kernel route goes once converged."""
-        canonical = str(ipaddress.ip_network(prefix, strict=True))
+        self._drop(table, str(ipaddress.ip_network(prefix, strict=True)))
+        return self._maybe_flush()
+
+    def _drop(self, table: int, canonical: str) -> None:
         old = self._routes.get(table, {}).pop(canonical, None)
         if old is not None:
             pid = old.key[:4]
             del self._desired[pid]
             del self._want[pid]
             self._dirty.add(pid)
-        return self._maybe_flush()
 
     def set_desired(self, table: int, routes: Mapping[str, FibRoute] | Iterable[FibRoute],
                     *, apply: bool = True) -> FibResult:
@@ -144,7 +146,7 @@ class Fib:
         self._batch += 1
         try:
             for prefix in [p for p in current if p not in new]:
-                self.remove(table, prefix)
+                self._drop(table, prefix)
             prepare, put = self.kernel.prepare, self._put
             for prefix, route in new.items():
                 old = current.get(prefix)
@@ -174,6 +176,10 @@ class Fib:
         dirty, self._dirty = self._dirty, set()
         if not dirty:
             return FibResult()
+        if len(dirty) * 2 > len(self._want):
+            # Most of the state changed (start-up, a whole table): one full diff is
+            # cheaper than slicing, and gives the same plan (the states are the same).
+            return self._apply_plan(diff(self._want, self._actual_map(), prune=self._converged))
         return self._apply_plan(self._diff_pids(dirty))
 
     # -- reconcile ---------------------------------------------------------------

@@ -229,6 +229,7 @@ class KernelFib:
                 parts.append(body)
         self._seq = seq
         self.sock.send(b"".join(parts))
+        done = outcome.done.append
         while by_seq:
             try:
                 buf = self._recv()
@@ -239,15 +240,23 @@ class KernelFib:
                 outcome.uncertain.extend(by_seq.values())
                 self._drain()
                 return
-            for off, _mlen, mtype, _flags, seq in nl.iter_messages(buf):
+            off, n = 0, len(buf)
+            while off + 20 <= n:
+                mlen, mtype, _flags, seq, _pid, err = nl.ERRHDR.unpack_from(buf, off)
+                if mlen < 16:
+                    break
+                off += (mlen + 3) & ~3
                 if mtype != nl.NLMSG_ERROR:
                     continue
                 op = by_seq.pop(seq, None)
                 if op is None:
                     continue
-                code = nl.error_code(buf, off)
-                if code == 0 or (code == errno.ESRCH and op[0] == "delete"):
-                    outcome.done.append(op)
+                if err == 0:
+                    done(op)
+                    continue
+                code = -err
+                if code == errno.ESRCH and op[0] == "delete":
+                    done(op)
                 elif code in TRANSIENT:
                     transient.append((op, code))
                 else:

@@ -24,8 +24,7 @@ from __future__ import annotations
 
 import socket
 import struct
-from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterator, NamedTuple
 
 from fib.model import (FibNextHop, FibRoute, RouteKind, Seg6Encap, Seg6Mode,
                        RTPROT_L3FAB)
@@ -118,9 +117,12 @@ def _gw_attr(route_af: int, gw_af: int, gw: bytes) -> bytes:
     return rtattr(RTA_GATEWAY, gw)
 
 
-@dataclass(frozen=True, slots=True)
-class Prepared:
-    """A desired route, encoded once: its key, its signature and the message after nlmsghdr."""
+class Prepared(NamedTuple):
+    """A desired route, encoded once: its key, its signature and the message after nlmsghdr.
+
+    A NamedTuple rather than a frozen dataclass: one is built per route, and this is
+    four times cheaper to build.
+    """
 
     route: FibRoute
     key: RouteKey
@@ -222,14 +224,18 @@ NEW_REPLACE = NLM_F_REQUEST | NLM_F_ACK | NLM_F_REPLACE
 NEW_CREATE = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
 
 
+# RTM_DELROUTE: nlmsghdr, rtmsg, RTA_DST, RTA_TABLE, RTA_PRIORITY in one pack.
+_DEL = {af: struct.Struct(f"=IHHIIBBBBBBBBIHH{n}sHHIHHI") for af, n in _ADDR_LEN.items()}
+
+
 def delroute(key: RouteKey, seq: int, protocol: int = RTPROT_L3FAB) -> bytes:
     """RTM_DELROUTE for ``key``; the kernel deletes it only if its protocol is ``protocol``."""
     table, af, dst, plen, metric = key
-    attrs = (rtattr(RTA_DST, dst) + rtattr(RTA_TABLE, U32.pack(table))
-             + rtattr(RTA_PRIORITY, U32.pack(metric)))
-    return NL_RT.pack(HDR_LEN + len(attrs), RTM_DELROUTE, NLM_F_REQUEST | NLM_F_ACK, seq, 0,
-                      af, plen, 0, 0, table if table < 256 else 0, protocol,
-                      RT_SCOPE_NOWHERE, 0, 0) + attrs
+    packer = _DEL[af]
+    return packer.pack(packer.size, RTM_DELROUTE, NLM_F_REQUEST | NLM_F_ACK, seq, 0,
+                       af, plen, 0, 0, table if table < 256 else 0, protocol, RT_SCOPE_NOWHERE,
+                       0, 0, 4 + len(dst), RTA_DST, dst, 8, RTA_TABLE, table, 8, RTA_PRIORITY,
+                       metric)
 
 
 def getroute_dump(af: int, seq: int, protocol: int = 0, table: int = 0) -> bytes:
