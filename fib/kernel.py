@@ -165,6 +165,12 @@ class KernelFib:
         interrupted = False
         parse = nl.parse_route
         unpack = nl.NLMSGHDR.unpack_from
+        u32 = nl.U32.unpack_from
+        # IPv4 dumps start with RTA_TABLE, RTA_DST; routes of one shape then share
+        # every byte after the destination, so their decoding is looked up, not redone.
+        shapes: dict[bytes, tuple] = {}
+        lead = nl.RTATTR.pack(8, nl.RTA_TABLE)
+        dst4 = nl.RTATTR.pack(8, nl.RTA_DST)
         while True:
             buf = self._recv()
             off, n = 0, len(buf)
@@ -176,7 +182,17 @@ class KernelFib:
                     if mflags & nl.NLM_F_DUMP_INTR:
                         interrupted = True
                     if mtype == nl.RTM_NEWROUTE:
-                        if buf[off + 21] == proto:  # rtm_protocol (also filtered by the kernel)
+                        if buf[off + 21] != proto:  # rtm_protocol (also filtered by the kernel)
+                            pass
+                        elif buf[off + 28:off + 32] == lead and buf[off + 36:off + 40] == dst4:
+                            shape = buf[off + 16:off + 36] + buf[off + 44:off + mlen]
+                            hit = shapes.get(shape)
+                            if hit is None:
+                                key, sig, _p = parse(buf, off, off + mlen)
+                                hit = shapes[shape] = (key[4], sig)
+                            append(((u32(buf, off + 32)[0], nl.AF_INET, buf[off + 40:off + 44],
+                                     buf[off + 17], hit[0]), hit[1]))
+                        else:
                             key, sig, _p = parse(buf, off, off + mlen)
                             append((key, sig))
                     elif mtype == nl.NLMSG_DONE:
