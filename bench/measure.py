@@ -18,7 +18,7 @@ from speaker.api import call
 from .procstat import OtherLoad, descendants, peak_rss_bytes, rss_bytes, wait_quiet
 from .receivers import BENCH_DIR, Receiver, _ScriptedExaBgp, wait_established
 from .routes import RouteSet
-from .topology import EXABGP_SENDER, INJECTOR, SENDER_AS, SenderFrr
+from .topology import EXABGP_SENDER, INJECTOR, SENDER_AS, Link, SenderFrr
 
 MB = 1_000_000
 
@@ -56,6 +56,7 @@ class IngestResult(_Timed):
     other_cpu: float = 0.0  # cores busy with processes outside the measurement
     error: str | None = None
     runs: list[float] = field(default_factory=list)  # seconds of every successful repetition
+    note: str = ""  # something that went wrong but did not stop the routes arriving
 
     @property
     def bytes_per_route(self) -> float | None:
@@ -77,6 +78,7 @@ class SendResult(_Timed):
     other_cpu: float = 0.0
     error: str | None = None
     runs: list[float] = field(default_factory=list)
+    note: str = ""
 
 
 def best_of(results: list) -> IngestResult | SendResult:
@@ -93,6 +95,21 @@ def median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
+class SessionWatch:
+    """Notices when FRR's session on ``link`` went down during a measurement."""
+
+    def __init__(self, sender: SenderFrr, link: Link):
+        self.sender = sender
+        self.link = link
+        self.dropped, _ = sender.session_drops(link)
+
+    def note(self) -> str:
+        dropped, reason = self.sender.session_drops(self.link)
+        if dropped == self.dropped:
+            return ""
+        return f"session reset {dropped - self.dropped}x: {reason}"
+
+
 def hold_timeout(routes: int, slowest_rate: float = 1000) -> float:
     """Generous: a minute plus the time at ``slowest_rate`` routes a second."""
     return 60.0 + routes / slowest_rate
@@ -106,6 +123,7 @@ def measure_ingest(sender: SenderFrr, receiver: Receiver, routes: RouteSet,
     receiver.start()
     try:
         result.baseline_rss = rss_bytes(receiver.pids())
+        session = SessionWatch(sender, receiver.link)
         sender.set_shutdown(receiver.link, False)
         established = wait_established(receiver)
         load = OtherLoad([*receiver.pids(), sender.bgpd_pid])
@@ -128,6 +146,7 @@ def measure_ingest(sender: SenderFrr, receiver: Receiver, routes: RouteSet,
         result.poll_gap = 0.0 if receiver.done_at() else seen - previous
         result.peak_rss = peak_rss_bytes(receiver.pids())
         result.held = receiver.count(routes.family)  # not more than sent, either
+        result.note = session.note()
         if result.held != routes.count:
             result.error = f"holds {result.held:,}, expected {routes.count:,}"
     except Exception as exc:  # noqa: BLE001 - one receiver failing must not end the run
@@ -142,7 +161,8 @@ def measure_ingest(sender: SenderFrr, receiver: Receiver, routes: RouteSet,
 def _summary(result: IngestResult | SendResult) -> str:
     if not result.ok:
         return f"FAILED: {result.error or f'held {result.held:,} of {result.routes:,}'}"
-    return f"{result.seconds:.3f} s, {result.rate:,.0f} routes/s"
+    note = f" ({result.note})" if result.note else ""
+    return f"{result.seconds:.3f} s, {result.rate:,.0f} routes/s{note}"
 
 
 def wait_held(sender: SenderFrr, link, family: str, count: int, timeout: float,
@@ -157,13 +177,16 @@ def wait_held(sender: SenderFrr, link, family: str, count: int, timeout: float,
         time.sleep(interval)
 
 
+INJECTOR_CONFIG = {
+    "router-id": INJECTOR.router_id, "asn": INJECTOR.asn, "fib": {"enabled": False},
+    "neighbors": [{"name": "frr", "address": INJECTOR.sender_address, "remote-as": SENDER_AS,
+                   "families": ["ipv4", "vpnv4"], "connect-retry": 1}],
+}
+
+
 def start_injector(lab: Lab, ns: Namespace) -> L3fabNode:
     """The l3fab that originates every table the FRR sender passes on."""
-    node = L3fabNode(lab, ns, {
-        "router-id": INJECTOR.router_id, "asn": INJECTOR.asn, "fib": {"enabled": False},
-        "neighbors": [{"name": "frr", "address": INJECTOR.sender_address, "remote-as": SENDER_AS,
-                       "families": ["ipv4", "vpnv4"], "connect-retry": 1}],
-    }, name="injector", log_level="info").start()
+    node = L3fabNode(lab, ns, INJECTOR_CONFIG, name="injector", log_level="info").start()
     wait_until(lambda: node.established("frr"), 30, what="injector: session with FRR Established")
     return node
 
@@ -175,6 +198,7 @@ def l3fab_send(sender: SenderFrr, injector: L3fabNode, routes: RouteSet,
     specs = routes.l3fab_routes()
     wait_quiet()
     load = OtherLoad([sender.bgpd_pid, injector.process.pid])
+    session = SessionWatch(sender, INJECTOR)
     started = time.time()
     try:
         call(injector.socket, "announce", {"routes": specs}, timeout=hold_timeout(routes.count))
@@ -183,6 +207,7 @@ def l3fab_send(sender: SenderFrr, injector: L3fabNode, routes: RouteSet,
                                       hold_timeout(routes.count))
         result.other_cpu = load.cores()
         result.seconds = seen - started
+        result.note = session.note()
         if result.held != routes.count:
             result.error = f"FRR holds {result.held:,} of {routes.count:,}"
     except Exception as exc:  # noqa: BLE001
@@ -212,6 +237,7 @@ def exabgp_send(lab: Lab, sender: SenderFrr, ns: Namespace, routes: RouteSet,
     wait_quiet()
     try:
         exabgp.start(**exabgp.neighbor_config(EXABGP_SENDER))
+        session = SessionWatch(sender, EXABGP_SENDER)
         sender.set_shutdown(EXABGP_SENDER, False)
         first = wait_until(lambda: exabgp.last("first_command"), 60, 0.01,
                            what="ExaBGP sender: session up and first command written")
@@ -222,6 +248,7 @@ def exabgp_send(lab: Lab, sender: SenderFrr, ns: Namespace, routes: RouteSet,
                                       hold_timeout(routes.count, slowest_rate=100), interval=0.1)
         result.other_cpu = load.cores()
         result.seconds = seen - started
+        result.note = session.note()
         acked = exabgp.last("acked")
         if acked is not None:
             result.api_seconds = acked["time"] - started

@@ -89,13 +89,16 @@ class L3fabReceiver(Receiver):
         super().__init__(lab, ns, link)
         self.node: L3fabNode | None = None
 
-    def start(self) -> None:
-        self.node = L3fabNode(self.lab, self.ns, {
+    def node_config(self) -> dict[str, Any]:
+        return {
             "router-id": self.link.router_id, "asn": self.link.asn, "fib": {"enabled": False},
             "neighbors": [{"name": "frr", "address": self.link.sender_address,
                            "remote-as": SENDER_AS, "families": ["ipv4", "vpnv4"],
                            "passive": True}],
-        }, log_level="info").start()
+        }
+
+    def start(self) -> None:
+        self.node = L3fabNode(self.lab, self.ns, self.node_config(), log_level="info").start()
 
     def stop(self) -> None:
         if self.node is not None:

@@ -33,33 +33,33 @@ def _median(r) -> str:
 
 def ingest_table(results: list[IngestResult]) -> str:
     header = ["family", "packing", "receiver", "seconds", "median s", "poll gap s", "routes/s",
-              "peak RSS MB", "baseline MB", "bytes/route", "other CPU"]
+              "peak RSS MB", "baseline MB", "bytes/route", "other CPU", "note"]
     rows = []
     for r in results:
         if r.ok:
             rows.append([r.family, r.packing, r.receiver, f"{r.seconds:.3f}", _median(r),
                          f"{r.poll_gap:.3f}", f"{r.rate:,.0f}", f"{r.peak_rss / MB:.1f}",
                          f"{r.baseline_rss / MB:.1f}", f"{r.bytes_per_route:,.0f}",
-                         f"{r.other_cpu:.2f}"])
+                         f"{r.other_cpu:.2f}", r.note])
         else:
-            rows.append([r.family, r.packing, r.receiver, "FAILED", "", "", "", "", "", "",
-                         (r.error or f"held {r.held:,} of {r.routes:,}")[:80]])
-    return table(header, rows, [False] * 3 + [True] * 8)
+            rows.append([r.family, r.packing, r.receiver, "FAILED", *[""] * 7,
+                         (r.error or f"held {r.held:,} of {r.routes:,}")[:100]])
+    return table(header, rows, [False] * 3 + [True] * 8 + [False])
 
 
 def send_table(results: list[SendResult]) -> str:
     header = ["sender", "method", "family", "packing", "routes", "seconds", "median s",
-              "routes/s", "API done s", "other CPU"]
+              "routes/s", "API done s", "other CPU", "note"]
     rows = []
     for r in results:
         if r.ok:
             rows.append([r.sender, r.method, r.family, r.packing, f"{r.routes:,}",
                          f"{r.seconds:.3f}", _median(r), f"{r.rate:,.0f}",
-                         _num(r.api_seconds, ".3f"), f"{r.other_cpu:.2f}"])
+                         _num(r.api_seconds, ".3f"), f"{r.other_cpu:.2f}", r.note])
         else:
             rows.append([r.sender, r.method, r.family, r.packing, f"{r.routes:,}", "FAILED",
-                         "", "", "", (r.error or "")[:80]])
-    return table(header, rows, [False] * 4 + [True] * 6)
+                         *[""] * 4, (r.error or "")[:100]])
+    return table(header, rows, [False] * 4 + [True] * 6 + [False])
 
 
 def _find(results, **match):

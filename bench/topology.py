@@ -149,6 +149,11 @@ class SenderFrr:
         no = "" if shutdown else "no "
         self.frr.configure(f"router bgp {SENDER_AS}\n {no}neighbor {link.address} shutdown\n")
 
+    def session_drops(self, link: Link) -> tuple[int, str]:
+        """How often FRR's session on ``link`` went down so far, and why it last did."""
+        info = self.vty.json(f"show bgp neighbors {link.address} json").get(link.address, {})
+        return info.get("connectionsDropped", 0), info.get("lastResetDueTo", "")
+
     def prefixes_from(self, link: Link, family: str) -> int:
         """``pfxRcd``: what FRR accepted from the peer on ``link`` in ``family``."""
         return prefixes_received(self.vty, link.address, family)
