@@ -58,7 +58,12 @@ def run(config: Path = typer.Option(..., "--config", "-c", help="Node configurat
     from speaker.server import Speaker
 
     async def main() -> None:
-        speaker = Speaker(cfg)
+        fib = None
+        if cfg.fib.enabled:
+            from speaker.fib_feed import FibFeed
+
+            fib = FibFeed(cfg.fib)
+        speaker = Speaker(cfg, fib=fib)
         path = socket_path or cfg.api_socket
         try:
             await speaker.start()
@@ -66,13 +71,23 @@ def run(config: Path = typer.Option(..., "--config", "-c", help="Node configurat
         except OSError as e:
             fail(f"{e}", 1)
         stop = asyncio.Event()
+        stop_hard = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+
+        def hard() -> None:
+            stop_hard.set()
+            stop.set()
+
+        loop.add_signal_handler(signal.SIGUSR1, hard)  # full stop: Cease to peers, FIB routes removed
         logging.getLogger("l3fab").info("l3fab %s AS %s running, API on %s", cfg.router_id, cfg.asn, path)
         await stop.wait()
         api.close()
-        await speaker.stop()
+        # SIGTERM/SIGINT is a graceful restart unless the node has graceful restart off:
+        # sessions drop without NOTIFICATION and the kernel keeps our routes, so peers that
+        # support RFC 4724 keep forwarding while l3fab comes back.
+        await speaker.stop(graceful=not stop_hard.is_set())
         try:
             os.unlink(path)
         except OSError:

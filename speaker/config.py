@@ -83,7 +83,7 @@ class MaxPrefix:
 class FibConfig:
     enabled: bool = True
     table: int = 254
-    protocol: int = 196
+    protocol: int = 210  # fib.model.RTPROT_L3FAB
 
 
 @dataclass(frozen=True)
@@ -329,7 +329,7 @@ def parse_config(data: Any, source: str = "") -> NodeConfig:
     _check_keys("fib", fib_raw, {"enabled", "table", "protocol"})
     fib = FibConfig(enabled=_bool("fib.enabled", fib_raw.get("enabled", True)),
                     table=_int("fib.table", fib_raw.get("table", 254), 1, 2**31 - 1),
-                    protocol=_int("fib.protocol", fib_raw.get("protocol", 196), 5, 255))
+                    protocol=_int("fib.protocol", fib_raw.get("protocol", 210), 5, 255))
     gr = data.get("graceful-restart", {}) or {}
     if not isinstance(gr, dict):
         raise ConfigError("graceful-restart", gr, "is not a mapping")

@@ -88,6 +88,7 @@ class Peer:
         self.source = Source(cfg.name, cfg.address)
         self.eor_received: set = set()
         self.last_gr = None  # the peer's graceful restart capability on the last session
+        self.link_down = False  # our link to the peer lost carrier
         self.export_ctx = None
         self.max_prefix_warned: set = set()
         self._link_task: asyncio.Task | None = None
@@ -166,6 +167,7 @@ class Peer:
                     up = f.read().strip() == "1"
             except OSError:
                 up = False  # the interface is gone
+            self.link_down = not up
             if not up and self.session.state in (State.OPENSENT, State.OPENCONFIRM, State.ESTABLISHED):
                 tr = self.primary.transport
                 self._apply(self.primary, self.session.connection_failed(f"interface {self.cfg.interface} down"))

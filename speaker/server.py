@@ -204,7 +204,9 @@ class Speaker:
         peer.rib_out.clear()
         gr = peer.last_gr
         keep = set()
-        if gr is not None and not notification and peer.cfg.graceful_restart:
+        # RFC 4724 helper mode keeps a restarting peer's routes; not when our own link to it
+        # is down: nothing can be forwarded over it, so the routes go at once.
+        if gr is not None and not notification and peer.cfg.graceful_restart and not peer.link_down:
             keep = {f for f, _fwd in gr.families}
         for fam in list(peer.rib_in.tables):
             if fam in keep:

@@ -20,6 +20,8 @@ class Daemon:
     def __init__(self, tmp_path: Path, config: dict) -> None:
         self.socket = str(tmp_path / "l3fab.sock")
         self.config_file = tmp_path / "node.yaml"
+        # These daemons run in the host's own network namespace: never let them touch its FIB.
+        config = {"fib": {"enabled": False}, **config}
         self.config_file.write_text(yaml.safe_dump({**config, "api-socket": self.socket}))
         self.log = tmp_path / "l3fab.log"
         with open(self.log, "wb") as out:
