@@ -125,6 +125,27 @@ def show_neighbor(name: str = typer.Argument(..., help="Name, address or interfa
         console.print(f"[bold]{k:>22}[/]: {v}", highlight=False)
 
 
+@show.command("fib")
+def show_fib(table: Optional[int] = typer.Option(None, "--table", help="Kernel table (default: the node's)."),
+             sock: Optional[str] = SocketOpt, as_json: bool = JsonOpt) -> None:
+    """The routes l3fab installed in the kernel (read back from the kernel)."""
+    rows = _api(sock, "fib", {"table": table})
+    if as_json:
+        emit_json(rows)
+        return
+    from rich.table import Table
+
+    t = Table(title="FIB (kernel routes of protocol l3fab)", header_style="bold")
+    for col in ("Table", "Prefix", "Kind", "Next hops"):
+        t.add_column(col, overflow="fold")
+    for r in rows:
+        hops = ", ".join(
+            f"{h['gateway'] or ''}{' dev ' + str(h['ifname'] or h['ifindex']) if (h['ifname'] or h['ifindex']) else ''}"
+            f"{' encap seg6 ' + ','.join(h['encap']) if h['encap'] else ''}" for h in r["nexthops"])
+        t.add_row(str(r["table"]), r["prefix"], r["kind"], hops or "-")
+    console.print(t)
+
+
 @show.command("status")
 def show_status(sock: Optional[str] = SocketOpt, as_json: bool = JsonOpt) -> None:
     """The speaker's identity and counters."""

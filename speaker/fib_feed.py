@@ -7,6 +7,7 @@ Only routes learned from peers are installed; what this node originates is local
 from __future__ import annotations
 
 import logging
+import socket
 
 from fib.controller import Fib
 from fib.model import FibNextHop, FibRoute
@@ -36,6 +37,15 @@ def fib_next_hops(multipath, peer_interfaces: dict[str, str]) -> tuple[FibNextHo
             seen.add(hop)
             out.append(hop)
     return tuple(out)
+
+
+def _ifname(index: int | None) -> str | None:
+    if not index:
+        return None
+    try:
+        return socket.if_indextoname(index)
+    except OSError:
+        return None
 
 
 class FibFeed:
@@ -92,7 +102,7 @@ class FibFeed:
         out = []
         for r in self.fib.installed(t):
             out.append({"table": r.table, "prefix": r.prefix, "kind": r.kind.name.lower(),
-                        "nexthops": [{"gateway": h.gateway, "ifname": h.ifname, "ifindex": h.ifindex,
+                        "nexthops": [{"gateway": h.gateway, "ifname": h.ifname or _ifname(h.ifindex), "ifindex": h.ifindex,
                                       "weight": h.weight,
                                       "encap": list(h.encap.segs) if h.encap else None} for h in r.nexthops]})
         return out

@@ -63,6 +63,7 @@ class Speaker:
         self._import_policies = {p.cfg.name: self._policy_for(p) for p in self.peers}
         self._export_policies = {p.cfg.name: self._policy(p.cfg.export_policy) for p in self.peers}
         self._stale_timers: dict[str, asyncio.TimerHandle] = {}
+        self.stopping = False  # no more table work: the forwarding state must stay as it is
 
     # ------------------------------------------------------------------ policies
 
@@ -121,6 +122,7 @@ class Speaker:
     async def stop(self, graceful: bool = False) -> None:
         """Stop.  ``graceful``: close sessions without NOTIFICATION and keep the FIB, so
         peers that support graceful restart keep forwarding to us while we restart."""
+        self.stopping = True
         for srv in self._servers:
             srv.close()
         for t in self._tasks:
@@ -373,6 +375,8 @@ class Speaker:
             return
         self.converged_at = time.time()
         self.flush()
+        if self.fib is not None and self.restarting:
+            self._fib_resync()
         removed = self.fib.converged() if self.fib is not None else 0
         log.info("RIB converged (%s); %s stale FIB routes removed", why, removed)
 
@@ -390,6 +394,8 @@ class Speaker:
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
+        if self.stopping:
+            return
         changes: list[Change] = []
         for _ in range(8):  # next-hop changes can ripple; settle within a few rounds
             round_changes: list[Change] = []
@@ -417,8 +423,19 @@ class Speaker:
         for p in established:
             if p.rib_out.pending():
                 p.send_raw(p.rib_out.flush(p.session.negotiated.codec))
-        if self.fib is not None:
+        if self.fib is not None and not self._fib_deferred():
             self.fib.apply([ch for ch in changes if ch.family in UNICAST], self.peer_interfaces())
+
+    def _fib_deferred(self) -> bool:
+        """RFC 4724 section 4.1: after a restart, route selection for forwarding waits for
+        End-of-RIB from every peer (or the deadline); the kernel keeps the old routes."""
+        return self.restarting and self.converged_at is None
+
+    def _fib_resync(self) -> None:
+        """Push the whole unicast Loc-RIB to the FIB (after a deferred start)."""
+        current = [Change(f, d.key, None, d.best, d.multipath) for f in UNICAST
+                   for d in self.ribs[f].best_paths()]
+        self.fib.apply(current, self.peer_interfaces())
 
     def _export(self, peer: Peer, best: Path | None) -> Path | None:
         if best is None:
