@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -57,6 +58,11 @@ def run(config: Path = typer.Option(..., "--config", "-c", help="Node configurat
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from speaker.server import Speaker
 
+    # A full table is hundreds of thousands of small immutable tuples, which form no
+    # reference cycles; CPython's default generation-0 threshold (700) would re-scan
+    # them over and over while a table arrives.
+    gc.set_threshold(50_000, 20, 100)
+
     async def main() -> None:
         fib = None
         if cfg.fib.enabled:
@@ -81,6 +87,7 @@ def run(config: Path = typer.Option(..., "--config", "-c", help="Node configurat
             stop.set()
 
         loop.add_signal_handler(signal.SIGUSR1, hard)  # full stop: Cease to peers, FIB routes removed
+        gc.freeze()  # start-up objects live forever: keep them out of every collection
         logging.getLogger("l3fab").info("l3fab %s AS %s running, API on %s", cfg.router_id, cfg.asn, path)
         await stop.wait()
         api.close()

@@ -13,7 +13,7 @@ from fib.controller import Fib
 from fib.model import FibNextHop, FibRoute
 
 from .config import FibConfig
-from .table.rib import Change
+from .table.rib import Destination
 
 log = logging.getLogger("l3fab.fib")
 
@@ -68,7 +68,7 @@ class FibFeed:
                 log.error("FIB: %s", e)
             self.errors = (self.errors + list(result.errors))[-50:]
 
-    def apply(self, changes: list[Change], peer_interfaces: dict[str, str]) -> None:
+    def apply(self, changes: list[Destination], peer_interfaces: dict[str, str]) -> None:
         if not changes:
             return
         with self.fib.batch() as box:

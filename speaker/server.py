@@ -30,7 +30,7 @@ from .table.decision import DecisionConfig
 from .table.export import ExportContext, export_path
 from .table.nexthop import NexthopTracker
 from .table.path import LOCAL, Path
-from .table.rib import Change, LocRib
+from .table.rib import Destination, LocRib
 from .wire.constants import IPV4_UNICAST, IPV6_UNICAST, SUPPORTED_FAMILIES, CeaseSubcode, ErrorCode, Family
 from .wire.notification import Notification
 from .wire.route_refresh import SUBTYPE_BORR, SUBTYPE_EORR, SUBTYPE_REQUEST, RouteRefresh
@@ -275,37 +275,39 @@ class Speaker:
         pre = peer.rib_in_pre
         ribs = self.ribs
         name = peer.cfg.name
-        # Loop prevention depends on the attributes only, which every path of one UPDATE
-        # shares: own AS (allowas-in), ORIGINATOR_ID and CLUSTER_LIST (RFC 4456).
-        looped = None
-        for op in update_paths(update, source, self.intern):
-            if op[0] == "add":
-                path = op[1]
-                if pre is not None:
-                    pre.put(path)
-                if looped is None:
-                    looped = (path.as_path.asns().count(local_as) > allow or
-                              (source.ibgp and (path.originator_id == rid or cluster in path.cluster_list)))
+        announced, withdrawn = update_paths(update, source, self.intern)
+        for family, paths in announced:
+            rib = ribs[family]
+            if pre is not None:
+                pre.put_many(family, paths)
+            # Loop prevention depends on the attributes only, which every path of one
+            # UPDATE shares: own AS (allowas-in), ORIGINATOR_ID and CLUSTER_LIST (RFC 4456).
+            first = paths[0]
+            looped = (first.as_path.asns().count(local_as) > allow or
+                      (source.ibgp and (first.originator_id == rid or cluster in first.cluster_list)))
+            if not looped and policy is None:
+                rib_in.put_many(family, paths)
+                rib.add_many(paths)
+                continue
+            for path in paths:
                 accepted = None if looped else path
-                if accepted is not None and policy is not None:
+                if accepted is not None:
                     res = policy.evaluate(path, self.eval_ctx)
                     accepted = res.path if res.accepted else None
                 if accepted is None:
-                    old = rib_in.pop(path.family, path.key, path.path_id)
-                    if old is not None:
-                        ribs[path.family].remove(name, path.key, path.path_id)
+                    if rib_in.pop(family, path.key, path.path_id) is not None:
+                        rib.remove(name, path.key, path.path_id)
                     continue
                 rib_in.put(accepted)
-                ribs[accepted.family].add(accepted)
-            else:
-                _, family, key, path_id = op
-                if pre is not None:
-                    pre.pop(family, key, path_id)
-                old = rib_in.pop(family, key, path_id)
-                if old is not None:
-                    ribs[family].remove(name, key, path_id)
-                    if old.next_hop is not None:
-                        self.nexthops.forget(old.next_hop.address, family, key)
+                rib.add(accepted)
+        for family, key, path_id in withdrawn:
+            if pre is not None:
+                pre.pop(family, key, path_id)
+            old = rib_in.pop(family, key, path_id)
+            if old is not None:
+                ribs[family].remove(name, key, path_id)
+                if old.next_hop is not None:
+                    self.nexthops.forget(old.next_hop.address, family, key)
         self._check_max_prefix(peer)
         self.schedule_flush()
 
@@ -396,35 +398,39 @@ class Speaker:
             self._flush_handle = None
         if self.stopping:
             return
-        changes: list[Change] = []
+        changed: list[tuple[Family, list[Destination]]] = []
+        nexthops = self.nexthops
         for _ in range(8):  # next-hop changes can ripple; settle within a few rounds
-            round_changes: list[Change] = []
-            for rib in self.ribs.values():
-                round_changes += rib.process()
-            if not round_changes:
-                break
-            changes += round_changes
             underlay = False
-            for ch in round_changes:
-                if ch.family in UNICAST and (ch.old_best is None) != (ch.best is None):
-                    self.nexthops.underlay_update(ch.family, ch.key, ch.best is not None)
-                    underlay = True
-            if underlay:
-                for fam, keys in self.nexthops.recheck().items():
-                    self.ribs[fam].touch(keys)
-        if not changes:
+            for fam, rib in self.ribs.items():
+                ds = rib.process()
+                if not ds:
+                    continue
+                changed.append((fam, ds))
+                if fam in UNICAST:
+                    moved = [(d.key, d.best is not None) for d in ds if (d.old_best is None) != (d.best is None)]
+                    if moved:
+                        nexthops.underlay_changes(fam, moved)
+                        underlay = True
+            if not underlay:
+                break
+            for fam, keys in nexthops.recheck().items():
+                self.ribs[fam].touch(keys)
+        if not changed:
             return
         established = [p for p in self.peers if p.state is State.ESTABLISHED and p.session.negotiated
                        and getattr(p, "export_ctx", None) is not None]
-        for ch in changes:
-            for p in established:
-                if ch.family in p.export_ctx.families:
-                    p.rib_out.stage(ch.family, ch.key, self._export(p, ch.best))
         for p in established:
+            fams = p.export_ctx.families
+            stage = p.rib_out.stage
+            for fam, ds in changed:
+                if fam in fams:
+                    for d in ds:
+                        stage(fam, d.key, self._export(p, d.best))
             if p.rib_out.pending():
                 p.send_raw(p.rib_out.flush(p.session.negotiated.codec))
         if self.fib is not None and not self._fib_deferred():
-            self.fib.apply([ch for ch in changes if ch.family in UNICAST], self.peer_interfaces())
+            self.fib.apply([d for fam, ds in changed if fam in UNICAST for d in ds], self.peer_interfaces())
 
     def _fib_deferred(self) -> bool:
         """RFC 4724 section 4.1: after a restart, route selection for forwarding waits for
@@ -433,9 +439,7 @@ class Speaker:
 
     def _fib_resync(self) -> None:
         """Push the whole unicast Loc-RIB to the FIB (after a deferred start)."""
-        current = [Change(f, d.key, None, d.best, d.multipath) for f in UNICAST
-                   for d in self.ribs[f].best_paths()]
-        self.fib.apply(current, self.peer_interfaces())
+        self.fib.apply([d for f in UNICAST for d in self.ribs[f].best_paths()], self.peer_interfaces())
 
     def _export(self, peer: Peer, best: Path | None) -> Path | None:
         if best is None:

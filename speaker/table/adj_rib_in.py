@@ -38,27 +38,33 @@ class AttributeInterner:
 
 
 def update_paths(update: Update, source: Source, intern: AttributeInterner):
-    """Yield ``("add", Path)`` and ``("del", family, key, path_id)`` for one UPDATE."""
+    """What one UPDATE means for the table: ``(announced, withdrawn)``.
+
+    ``announced`` is a list of ``(family, [Path, ...])`` groups (all paths of a group share
+    attributes and next hop); ``withdrawn`` a list of ``(family, key, path id)``, RFC 7606
+    treat-as-withdraw included.
+    """
+    announced = []
     reach = update.reachable()
     if reach:
         attrs = intern(update.path_attributes())
+        new = tuple.__new__  # NamedTuple construction without its Python-level __new__
         for family, nh, nlri in reach:
             if family.is_vpn:
+                paths = []
+                append = paths.append
                 for n in nlri:
                     path_id = 0
                     if type(n) is PathId:
                         path_id, n = n.path_id, n.nlri
-                    yield "add", Path(family, VpnPrefix(n.rd, n.prefix), nh, attrs, n.labels, source, path_id)
+                    key = new(VpnPrefix, (n.rd, n.prefix, ()))
+                    append(new(Path, (family, key, nh, attrs, n.labels, source, path_id, False)))
             else:
-                for n in nlri:
-                    if type(n) is PathId:
-                        yield "add", Path(family, n.nlri, nh, attrs, (), source, n.path_id)
-                    else:
-                        yield "add", Path(family, n, nh, attrs, (), source, 0)
-    for family, nlri in update.unreachable():
-        for n in nlri:
-            key, path_id = nlri_key(n)
-            yield "del", family, key, path_id
+                paths = [new(Path, (family, n.nlri, nh, attrs, (), source, n.path_id, False)) if type(n) is PathId
+                         else new(Path, (family, n, nh, attrs, (), source, 0, False)) for n in nlri]
+            announced.append((family, paths))
+    withdrawn = [(family, *nlri_key(n)) for family, nlri in update.unreachable() for n in nlri]
+    return announced, withdrawn
 
 
 def _slot(key, path_id: int):
@@ -82,6 +88,13 @@ class AdjRibIn:
         old = t.get(k)
         t[k] = path
         return old
+
+    def put_many(self, family: Family, paths: list[Path]) -> None:
+        t = self.tables.get(family)
+        if t is None:
+            t = self.tables[family] = {}
+        for p in paths:
+            t[p.key if not p.path_id else (p.key, p.path_id)] = p
 
     def pop(self, family: Family, key, path_id: int = 0) -> Path | None:
         t = self.tables.get(family)

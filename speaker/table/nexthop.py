@@ -62,6 +62,9 @@ class NexthopTracker:
         self.connected = UnderlayIndex()
         self.routes = UnderlayIndex()
         self._cache: dict[tuple[str, tuple | None], bool] = {}
+        # Underlay changes are queued and indexed only when some next hop needs
+        # resolving: a fabric of directly connected eBGP sessions never pays for it.
+        self._pending: list = []
         # next hop address -> {(family, key)}
         self.dependents: dict[str, set] = defaultdict(set)
 
@@ -81,6 +84,8 @@ class NexthopTracker:
         nh = nh.address
         if nh == path.source.address or nh[:5] == "fe80:" or path.source.name == "local":
             return True
+        if self._pending:
+            self._apply_pending()
         own = None
         if not path.family.is_vpn:
             k = path.key
@@ -105,15 +110,28 @@ class NexthopTracker:
         return self._recheck() if old != prefixes else set()
 
     def underlay_update(self, family: Family, key, present: bool) -> None:
-        version = 4 if family.afi == 1 else 6
-        net = int.from_bytes(key.packed, "big")
-        if present:
-            self.routes.add(version, net, key.length)
-        else:
-            self.routes.remove(version, net, key.length)
+        self._pending.append((family.afi, key, present))
+
+    def underlay_changes(self, family: Family, changes: list) -> None:
+        """A batch of ``(key, present)`` for one unicast family."""
+        afi = family.afi
+        self._pending.extend((afi, key, present) for key, present in changes)
+
+    def _apply_pending(self) -> None:
+        pending, self._pending = self._pending, []
+        add, remove = self.routes.add, self.routes.remove
+        for afi, key, present in pending:
+            version = 4 if afi == 1 else 6
+            net = int.from_bytes(key.packed, "big")
+            if present:
+                add(version, net, key.length)
+            else:
+                remove(version, net, key.length)
 
     def _recheck(self) -> set[str]:
         """Re-resolve every cached next hop; return those whose answer changed."""
+        if self._pending:
+            self._apply_pending()
         changed = set()
         for (nh, own), before in list(self._cache.items()):
             version, addr = _addr(nh)
@@ -126,6 +144,10 @@ class NexthopTracker:
     def recheck(self) -> dict[Family, set]:
         """After underlay updates: the (family -> keys) whose next hop changed state."""
         out: dict[Family, set] = defaultdict(set)
+        if not self._cache:
+            return out  # nothing depends on the underlay yet; changes stay queued
+        if self._pending:
+            self._apply_pending()
         for nh in self._recheck():
             for fam, key in self.dependents.get(nh, ()):
                 out[fam].add(key)

@@ -8,7 +8,6 @@ per destination.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import NamedTuple
 
 from ..wire.constants import Family
 from .decision import DEFAULT_DECISION, DecisionConfig, select
@@ -22,7 +21,7 @@ class Destination:
     id), and a tuple of one costs far less than a dictionary.
     """
 
-    __slots__ = ("key", "paths", "best", "multipath", "reason")
+    __slots__ = ("key", "paths", "best", "multipath", "reason", "old_best")
 
     def __init__(self, key: Key, paths: tuple = ()) -> None:
         self.key = key
@@ -30,22 +29,13 @@ class Destination:
         self.best: Path | None = None
         self.multipath: tuple[Path, ...] = ()
         self.reason = ""
+        self.old_best: Path | None = None  # the best before the last change process() reported
 
     def find(self, source: str, path_id: int = 0) -> Path | None:
         for p in self.paths:
             if p.source.name == source and p.path_id == path_id:
                 return p
         return None
-
-
-class Change(NamedTuple):
-    """The selection for ``key`` changed.  ``best`` is None when the destination is gone."""
-
-    family: Family
-    key: Key
-    old_best: Path | None
-    best: Path | None
-    multipath: tuple[Path, ...]
 
 
 class LocRib:
@@ -69,6 +59,20 @@ class LocRib:
             name, pid = path.source.name, path.path_id
             d.paths = tuple(p for p in d.paths if p.source.name != name or p.path_id != pid) + (path,)
         self.dirty.add(key)
+
+    def add_many(self, paths: list[Path]) -> None:
+        """:meth:`add` for a batch (one UPDATE's worth), with the common case inlined."""
+        dests = self.dests
+        dirty = self.dirty
+        for path in paths:
+            key = path.key
+            d = dests.get(key)
+            if d is None:
+                dests[key] = Destination(key, (path,))
+            else:
+                name, pid = path.source.name, path.path_id
+                d.paths = tuple(p for p in d.paths if p.source.name != name or p.path_id != pid) + (path,)
+            dirty.add(key)
 
     def remove(self, source: str, key: Key, path_id: int = 0) -> None:
         d = self.dests.get(key)
@@ -96,8 +100,11 @@ class LocRib:
             if k in self.dests:
                 self.dirty.add(k)
 
-    def process(self) -> list[Change]:
-        changes: list[Change] = []
+    def process(self) -> list[Destination]:
+        """Re-decide dirty destinations; return those whose best or multipath set changed
+        (``old_best`` holds the previous best; a destination left without paths has
+        ``best`` None and is no longer in :attr:`dests`)."""
+        changes: list[Destination] = []
         if not self.dirty:
             return changes
         dirty, self.dirty = self.dirty, set()
@@ -118,8 +125,9 @@ class LocRib:
                 cands = [p for p in paths if valid(p)]
                 best, multi, reason = select(cands, cfg)
             if best is not d.best or multi != d.multipath:
-                changes.append(Change(self.family, key, d.best, best, multi))
+                d.old_best = d.best
                 d.best, d.multipath, d.reason = best, multi, reason
+                changes.append(d)
             if not paths:
                 del self.dests[key]
         return changes

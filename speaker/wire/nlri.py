@@ -97,13 +97,40 @@ def _check_host_bits(afi: int, length: int, raw: bytes) -> bytes:
     return raw + _PAD[(4 if afi == Afi.IPV4 else 16) - nbytes]
 
 
+def _uniform_records(data: bytes, size: int) -> int:
+    """How many ``size``-octet records ``data`` splits into exactly, else 0."""
+    n = len(data)
+    return n // size if n and not n % size else 0
+
+
+def _same_columns(data: bytes, size: int, columns: int) -> bool:
+    """Do all ``size``-octet records share their first ``columns`` octets?  Checked one
+    column at a time with strided slices, which run at C speed."""
+    count = len(data) // size
+    for c in range(columns):
+        col = data[c::size]
+        if col != bytes((data[c],)) * count:
+            return False
+    return True
+
+
 def decode_prefixes(afi: int, data: bytes, addpath: bool = False) -> list:
     """Decode an unlabeled NLRI sequence (IPv4 NLRI field, or MP_REACH/UNREACH for SAFI 1)."""
+    if not addpath and data:
+        # Fast path: a run of full-length host routes (/32 or /128), the common bulk case.
+        full = 32 if afi == Afi.IPV4 else 128
+        size = 1 + (full >> 3)
+        if data[0] == full and _uniform_records(data, size) and data[0::size] == bytes((full,)) * (len(data) // size):
+            new = tuple.__new__
+            a = int(afi)
+            return [new(Prefix, (a, full, data[i + 1 : i + size])) for i in range(0, len(data), size)]
     out: list = []
     append = out.append
     maxlen = 32 if afi == Afi.IPV4 else 128
     width = maxlen >> 3
     pad = _PAD
+    new = tuple.__new__  # NamedTuple construction without its Python-level __new__
+    afi = int(afi)
     i = 0
     end = len(data)
     while i < end:
@@ -124,9 +151,9 @@ def decode_prefixes(afi: int, data: bytes, addpath: bool = False) -> list:
             raise _bad_nlri(f"prefix of length {plen} overruns the NLRI field")
         raw = data[i + 1 : j]
         if plen & 7:
-            pfx = Prefix(afi, plen, _check_host_bits(afi, plen, raw))
+            pfx = new(Prefix, (afi, plen, _check_host_bits(afi, plen, raw)))
         else:
-            pfx = Prefix(afi, plen, raw + pad[width - nb])
+            pfx = new(Prefix, (afi, plen, raw + pad[width - nb]))
         append(pfx if path_id is None else PathId(path_id, pfx))
         i = j
     return out
@@ -143,6 +170,22 @@ def decode_vpn_prefixes(afi: int, data: bytes, addpath: bool = False, withdraw: 
     maxlen = 32 if afi == Afi.IPV4 else 128
     width = maxlen >> 3
     pad = _PAD
+    new = tuple.__new__
+    afi = int(afi)
+    if not addpath and len(data) >= 12:
+        # Fast path: records of one shape (same length, one label with bottom-of-stack, same
+        # RD), as a sender packs them for one attribute set: verified column by column.
+        bits = data[0]
+        plen = bits - 88
+        if 0 <= plen <= maxlen and data[3] & BOTTOM_OF_STACK:
+            nb = (plen + 7) >> 3
+            size = 12 + nb
+            if plen & 7 == 0 and _uniform_records(data, size) and _same_columns(data, size, 12):
+                rd = RouteDistinguisher.unpack(data[4:12])
+                labels = () if withdraw else (int.from_bytes(data[1:4], "big") >> 4,)
+                tail = _PAD[(maxlen >> 3) - nb]
+                return [new(VpnPrefix, (rd, new(Prefix, (afi, plen, data[i + 12 : i + size] + tail)), labels))
+                        for i in range(0, len(data), size)]
     rd_cache: dict = {}
     label_cache: dict = {}
     i = 0
@@ -189,11 +232,11 @@ def decode_vpn_prefixes(afi: int, data: bytes, addpath: bool = False, withdraw: 
         if j > end:
             raise _bad_nlri(f"VPN prefix of length {plen} overruns the NLRI field")
         if plen & 7:
-            pfx = Prefix(afi, plen, _check_host_bits(afi, plen, data[i:j]))
+            pfx = new(Prefix, (afi, plen, _check_host_bits(afi, plen, data[i:j])))
         else:
-            pfx = Prefix(afi, plen, data[i:j] + pad[width - nb])
+            pfx = new(Prefix, (afi, plen, data[i:j] + pad[width - nb]))
         i = j
-        vp = VpnPrefix(rd, pfx, labels)
+        vp = new(VpnPrefix, (rd, pfx, labels))
         append(vp if path_id is None else PathId(path_id, vp))
     return out
 
