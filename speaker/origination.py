@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from functools import lru_cache
 
 from .wire.attributes import (
     AsPath,
@@ -57,6 +58,73 @@ def _list(v) -> list:
     return [x for x in str(v).replace(",", " ").split() if x]
 
 
+class _FieldError(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+_KNOWN_FIELDS = frozenset({"prefix", "family", "rd", "labels", "label", "next_hop", "origin", "as_path", "med",
+                           "local_pref", "communities", "route_targets", "ext_communities", "large_communities"})
+
+
+def _freeze(v):
+    return tuple(v) if type(v) is list else v
+
+
+@lru_cache(maxsize=4096)
+def _attributes(attr_spec: tuple) -> tuple[PathAttribute, ...]:
+    """The attribute tuple for one combination of attribute fields.  Cached: routes
+    injected together usually share it, and a shared tuple also makes packing them into
+    common UPDATEs cheap."""
+    origin_v, as_path_v, med_v, lp_v, comm_v, rt_v, ext_v, large_v = attr_spec
+    attrs: list[PathAttribute] = []
+    origin = str(origin_v if origin_v is not None else "igp").lower()
+    if origin not in ORIGIN_WORDS:
+        raise _FieldError("origin", f"{origin_v!r} is not igp, egp or incomplete")
+    attrs.append(Origin(ORIGIN_WORDS[origin]))
+    try:
+        asns = tuple(int(x) for x in _list(as_path_v or []))
+        if not all(0 < a <= 0xFFFFFFFF for a in asns):
+            raise ValueError
+    except ValueError:
+        raise _FieldError("as_path", f"{as_path_v!r} is not a list of AS numbers") from None
+    attrs.append(AsPath.sequence(*asns))
+    for name, v, cls in (("med", med_v, Med), ("local_pref", lp_v, LocalPref)):
+        if v is not None:
+            if isinstance(v, bool) or not str(v).isdigit() or int(v) > 0xFFFFFFFF:
+                raise _FieldError(name, f"{v!r} is not an integer 0-4294967295")
+            attrs.append(cls(int(v)))
+    if comm_v:
+        try:
+            attrs.append(Communities(tuple(parse_community(c) for c in _list(comm_v))))
+        except ValueError as e:
+            raise _FieldError("communities", str(e)) from None
+    ext: list[ExtCommunity] = []
+    for name, v in (("route_targets", rt_v), ("ext_communities", ext_v)):
+        for item in _list(v or []):
+            try:
+                ext.append(route_target(item) if name == "route_targets" else ExtCommunity.parse(item))
+            except ValueError as e:
+                raise _FieldError(name, str(e)) from None
+    if ext:
+        attrs.append(ExtendedCommunities(tuple(ext)))
+    if large_v:
+        try:
+            attrs.append(LargeCommunities(tuple(LargeCommunity.parse(c) for c in _list(large_v))))
+        except ValueError as e:
+            raise _FieldError("large_communities", str(e)) from None
+    return tuple(attrs)
+
+
+_parse_rd = lru_cache(maxsize=4096)(RouteDistinguisher.parse)
+
+
+@lru_cache(maxsize=4096)
+def _next_hop(text: str) -> MpNextHop:
+    return MpNextHop(str(ipaddress.ip_address(text)))
+
+
 def parse_route(spec: dict, where: str = "route") -> LocalRoute:
     """Build a :class:`LocalRoute` from an API/CLI dictionary.
 
@@ -65,15 +133,14 @@ def parse_route(spec: dict, where: str = "route") -> LocalRoute:
     """
     if not isinstance(spec, dict):
         raise RouteSpecError(f"{where}: {spec!r} is not an object")
-    known = {"prefix", "family", "rd", "labels", "label", "next_hop", "origin", "as_path", "med",
-             "local_pref", "communities", "route_targets", "ext_communities", "large_communities"}
-    for k in spec:
-        if k not in known:
-            raise RouteSpecError(f"{where}.{k}: {spec[k]!r} is not a route field (known: {', '.join(sorted(known))})")
+    unknown = spec.keys() - _KNOWN_FIELDS
+    if unknown:
+        k = sorted(unknown)[0]
+        raise RouteSpecError(f"{where}.{k}: {spec[k]!r} is not a route field (known: {', '.join(sorted(_KNOWN_FIELDS))})")
     if "prefix" not in spec:
         raise RouteSpecError(f"{where}.prefix: missing")
     pfx = _field(spec, "prefix", Prefix.parse, where)
-    rd = _field(spec, "rd", RouteDistinguisher.parse, where) if spec.get("rd") else None
+    rd = _field(spec, "rd", _parse_rd, where) if spec.get("rd") else None
     if spec.get("family"):
         family = _field(spec, "family", Family.parse, where)
     else:
@@ -98,51 +165,20 @@ def parse_route(spec: dict, where: str = "route") -> LocalRoute:
     nh = None
     if spec.get("next_hop"):
         try:
-            addr = ipaddress.ip_address(str(spec["next_hop"]))
+            nh = _next_hop(str(spec["next_hop"]))
         except ValueError:
             raise RouteSpecError(f"{where}.next_hop: {spec['next_hop']!r} is not an IP address") from None
-        if family.afi == 2 and addr.version == 4:
+        if family.afi == 2 and not nh.is_ipv6:
             raise RouteSpecError(f"{where}.next_hop: {spec['next_hop']!r} cannot be the next hop of {family.name}")
-        nh = MpNextHop(str(addr))
     elif family.is_vpn:
         raise RouteSpecError(f"{where}.next_hop: missing (a VPN route needs its SID as next hop)")
-    attrs: list[PathAttribute] = []
-    origin = str(spec.get("origin", "igp")).lower()
-    if origin not in ORIGIN_WORDS:
-        raise RouteSpecError(f"{where}.origin: {spec['origin']!r} is not igp, egp or incomplete")
-    attrs.append(Origin(ORIGIN_WORDS[origin]))
+    get = spec.get
+    attr_spec = (get("origin"), _freeze(get("as_path")), get("med"), get("local_pref"), _freeze(get("communities")),
+                 _freeze(get("route_targets")), _freeze(get("ext_communities")), _freeze(get("large_communities")))
     try:
-        asns = tuple(int(x) for x in _list(spec.get("as_path", [])))
-        if not all(0 < a <= 0xFFFFFFFF for a in asns):
-            raise ValueError
-    except ValueError:
-        raise RouteSpecError(f"{where}.as_path: {spec.get('as_path')!r} is not a list of AS numbers") from None
-    attrs.append(AsPath.sequence(*asns))
-    for key, cls in (("med", Med), ("local_pref", LocalPref)):
-        if spec.get(key) is not None:
-            v = spec[key]
-            if isinstance(v, bool) or not str(v).isdigit() or int(v) > 0xFFFFFFFF:
-                raise RouteSpecError(f"{where}.{key}: {v!r} is not an integer 0-4294967295")
-            attrs.append(cls(int(v)))
-    if spec.get("communities"):
-        try:
-            attrs.append(Communities(tuple(parse_community(c) for c in _list(spec["communities"]))))
-        except ValueError as e:
-            raise RouteSpecError(f"{where}.communities: {e}") from None
-    ext: list[ExtCommunity] = []
-    for key in ("route_targets", "ext_communities"):
-        for item in _list(spec.get(key, [])):
-            try:
-                ext.append(route_target(item) if key == "route_targets" else ExtCommunity.parse(item))
-            except ValueError as e:
-                raise RouteSpecError(f"{where}.{key}: {e}") from None
-    if ext:
-        attrs.append(ExtendedCommunities(tuple(ext)))
-    if spec.get("large_communities"):
-        try:
-            attrs.append(LargeCommunities(tuple(LargeCommunity.parse(c) for c in _list(spec["large_communities"]))))
-        except ValueError as e:
-            raise RouteSpecError(f"{where}.large_communities: {e}") from None
+        attrs = _attributes(attr_spec)
+    except _FieldError as e:
+        raise RouteSpecError(f"{where}.{e.field}: {e}") from None
     nlri = VpnPrefix(rd, pfx, labels) if family.is_vpn else pfx
     return LocalRoute(family, nlri, nh, tuple(attrs))
 

@@ -468,12 +468,26 @@ class Speaker:
 
     # ------------------------------------------------------------------ origination
 
-    def announce(self, specs: list[dict]) -> int:
-        routes = [parse_route(s, f"routes[{i}]") for i, s in enumerate(specs)]
+    def announce(self, specs: list[dict], offset: int = 0) -> int:
+        """Originate routes; all are validated before any is applied."""
+        routes = [parse_route(s, f"routes[{offset + i}]") for i, s in enumerate(specs)]
         for r in routes:
             self.ribs[r.family].add(Path(r.family, r.key, r.next_hop, r.attributes,
                                          getattr(r.nlri, "labels", ()), LOCAL))
         self.schedule_flush()
+        return len(routes)
+
+    async def announce_bulk(self, specs: list[dict], chunk: int = 10_000) -> int:
+        """:meth:`announce` for big batches: validate everything first (nothing is applied
+        if one route is bad), then apply and send in chunks, letting keepalives and
+        received messages through in between so no hold timer runs out."""
+        routes = [parse_route(s, f"routes[{i}]") for i, s in enumerate(specs)]
+        for start in range(0, len(routes), chunk):
+            for r in routes[start : start + chunk]:
+                self.ribs[r.family].add(Path(r.family, r.key, r.next_hop, r.attributes,
+                                             getattr(r.nlri, "labels", ()), LOCAL))
+            self.flush()
+            await asyncio.sleep(0)
         return len(routes)
 
     def withdraw(self, specs: list[dict]) -> int:
@@ -595,7 +609,12 @@ class Speaker:
                 raise ApiError("fib: the FIB is disabled on this node (fib.enabled: false)")
             return self.fib.view(params.get("table"))
         if method == "announce":
-            return {"announced": self.announce(_routes(params))}
+            routes = _routes(params)
+            if len(routes) > 10_000:
+                async def bulk():
+                    return {"announced": await self.announce_bulk(routes)}
+                return bulk()
+            return {"announced": self.announce(routes)}
         if method == "withdraw":
             return {"withdrawn": self.withdraw(_routes(params))}
         if method == "local_routes":

@@ -32,6 +32,21 @@ class Prefix(NamedTuple):
 
     @classmethod
     def parse(cls, text: str) -> "Prefix":
+        """``10.0.0.0/24``, ``2001:db8::/32``; host bits are cleared; no length means a host route."""
+        t = str(text).strip()
+        addr, sep, length = t.partition("/")
+        fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
+        try:
+            packed = socket.inet_pton(fam, addr)
+            width = len(packed) * 8
+            plen = int(length) if sep else width
+            if 0 <= plen <= width and (not sep or length.isdigit()):
+                host = width - plen
+                value = int.from_bytes(packed, "big") >> host << host if host else int.from_bytes(packed, "big")
+                return tuple.__new__(cls, (Afi.IPV4 if width == 32 else Afi.IPV6, plen,
+                                           value.to_bytes(width // 8, "big")))
+        except (OSError, ValueError):
+            pass
         try:
             net = ipaddress.ip_network(str(text).strip(), strict=False)
         except ValueError:
