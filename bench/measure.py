@@ -128,8 +128,9 @@ def measure_ingest(sender: SenderFrr, receiver: Receiver, routes: RouteSet,
         established = wait_established(receiver)
         load = OtherLoad([*receiver.pids(), sender.bgpd_pid])
         deadline = time.monotonic() + hold_timeout(routes.count)
-        previous = established
+        previous = asked = established
         while True:
+            asked, previous = time.time(), asked
             held = receiver.count(routes.family)
             seen = time.time()
             if held >= routes.count:
@@ -137,12 +138,12 @@ def measure_ingest(sender: SenderFrr, receiver: Receiver, routes: RouteSet,
             if time.monotonic() > deadline:
                 raise TimeoutError(f"held {held:,} of {routes.count:,} after "
                                    f"{seen - established:.0f} s")
-            previous = seen
             time.sleep(receiver.poll_interval)
         result.other_cpu = load.cores()
         finished = receiver.done_at() or seen
         result.seconds = finished - established
-        # A poll can only bound the finish: between the last two polls.
+        # A poll can only bound the finish: after the previous poll was asked, before the
+        # last one answered.
         result.poll_gap = 0.0 if receiver.done_at() else seen - previous
         result.peak_rss = peak_rss_bytes(receiver.pids())
         result.held = receiver.count(routes.family)  # not more than sent, either
