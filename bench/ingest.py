@@ -67,6 +67,7 @@ class Report:
     send: list[SendResult] = field(default_factory=list)
     seconds: float = 0.0
     holding: dict[str, str] = field(default_factory=dict)  # receiver -> what its count counts
+    revision: str = field(default_factory=lambda: _revision())  # the code measured, at the start
 
     @property
     def complete(self) -> bool:
@@ -75,7 +76,7 @@ class Report:
     def text(self) -> str:
         o = self.options
         parts = [
-            f"l3fab ingest benchmark, {datetime.now():%Y-%m-%d %H:%M}, l3fab {_revision()}, "
+            f"l3fab ingest benchmark, {datetime.now():%Y-%m-%d %H:%M}, l3fab {self.revision}, "
             f"{platform.node()}, {_cpus()} CPUs, Python {platform.python_version()}",
             f"{o.routes:,} /32 routes per table from one FRR sender (coalesce-time 0); "
             f"fastest of {o.repeat} runs; the whole benchmark took {self.seconds:.0f} s",
@@ -93,6 +94,10 @@ class Report:
         lines = verdicts(self.ingest, self.send)
         if lines:
             parts += ["", "Targets:", *(f"- {line}" for line in lines)]
+        now = _revision()
+        if now != self.revision or self.revision.endswith("-dirty"):
+            parts += ["", f"WARNING: the code measured was {self.revision} at the start and is {now} "
+                          "now: numbers may mix versions or include uncommitted changes"]
         return "\n".join(parts) + "\n"
 
 
