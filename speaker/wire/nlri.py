@@ -102,6 +102,15 @@ def _bad_nlri(reason: str, data: bytes = b"") -> UpdateMessageError:
     return UpdateMessageError(UpdateSubcode.INVALID_NETWORK_FIELD, b"", reason)
 
 
+def _path_id(data: bytes, i: int, end: int) -> tuple[int, int]:
+    """RFC 7911: the 4-octet path identifier before an NLRI; returns (id, next offset)."""
+    if i + 4 > end:
+        raise _bad_nlri("truncated ADD-PATH path identifier")
+    if i + 4 >= end:
+        raise _bad_nlri("ADD-PATH path identifier without prefix")
+    return int.from_bytes(data[i : i + 4], "big"), i + 4
+
+
 def _check_host_bits(afi: int, length: int, raw: bytes) -> bytes:
     """Return the address padded to full width with any bits beyond ``length`` cleared."""
     nbytes = len(raw)
@@ -151,12 +160,7 @@ def decode_prefixes(afi: int, data: bytes, addpath: bool = False) -> list:
     while i < end:
         path_id = None
         if addpath:
-            if i + 4 > end:
-                raise _bad_nlri("truncated ADD-PATH path identifier")
-            path_id = int.from_bytes(data[i : i + 4], "big")
-            i += 4
-            if i >= end:
-                raise _bad_nlri("ADD-PATH path identifier without prefix")
+            path_id, i = _path_id(data, i, end)
         plen = data[i]
         if plen > maxlen:
             raise _bad_nlri(f"prefix length {plen} exceeds {maxlen}")
@@ -208,12 +212,7 @@ def decode_vpn_prefixes(afi: int, data: bytes, addpath: bool = False, withdraw: 
     while i < end:
         path_id = None
         if addpath:
-            if i + 4 > end:
-                raise _bad_nlri("truncated ADD-PATH path identifier")
-            path_id = int.from_bytes(data[i : i + 4], "big")
-            i += 4
-            if i >= end:
-                raise _bad_nlri("ADD-PATH path identifier without prefix")
+            path_id, i = _path_id(data, i, end)
         bits = data[i]
         i += 1
         # One 3-octet label field (RFC 8277 sections 2.2 and 2.4): without the Multiple
