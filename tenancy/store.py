@@ -40,14 +40,17 @@ def state_to_dict(state: State) -> dict:
             "tenants": tenants, "endpoints": endpoints}
 
 
-def _get(obj: dict, key: str, kind: type | tuple, where: str, optional: bool = False) -> Any:
+_KIND_WORDS = {int: "an integer", str: "a string", list: "a list", dict: "an object"}
+
+
+def _get(obj: dict, key: str, kind: type, where: str, optional: bool = False) -> Any:
     if not isinstance(obj, dict):
         raise IntentError(where, obj, "is not an object")
     v = obj.get(key)
     if v is None and optional:
         return None
     if isinstance(v, bool) or not isinstance(v, kind):
-        raise IntentError(f"{where}.{key}", v, f"is not a {kind.__name__ if isinstance(kind, type) else 'valid value'}")
+        raise IntentError(f"{where}.{key}", v, f"is not {_KIND_WORDS.get(kind, 'a valid value')}")
     return v
 
 
