@@ -6,7 +6,7 @@ import pytest
 from tenancy import IntentError, NodeSettings
 from tenancy.allocate import route_target, vpn_label
 
-from tenancy_fixtures import NODE, new_intent, reload
+from tenancy_fixtures import new_intent, reload
 
 
 def _snapshot(intent):
