@@ -27,6 +27,10 @@ app.add_typer(show, name="show")
 show.add_typer(rib, name="rib")
 app.add_typer(neighbor, name="neighbor")
 app.add_typer(config_app, name="config")
+tenant_app = typer.Typer(help="Tenants (VNIs) of this host.", no_args_is_help=True)
+endpoint_app = typer.Typer(help="Tenant endpoints on this host.", no_args_is_help=True)
+app.add_typer(tenant_app, name="tenant")
+app.add_typer(endpoint_app, name="endpoint")
 
 SocketOpt = typer.Option(None, "--socket", "-s", envvar="L3FAB_SOCKET", help="API socket of the running speaker.")
 JsonOpt = typer.Option(False, "--json", help="Machine-readable output.")
@@ -69,7 +73,10 @@ def run(config: Path = typer.Option(..., "--config", "-c", help="Node configurat
             from speaker.fib_feed import FibFeed
 
             fib = FibFeed(cfg.fib)
-        speaker = Speaker(cfg, fib=fib)
+        try:
+            speaker = Speaker(cfg, fib=fib)
+        except ConfigError as e:  # e.g. a tenancy state file that cannot be accepted
+            fail(f"config: {e}", 2)
         path = socket_path or cfg.api_socket
         try:
             await speaker.start()
@@ -301,6 +308,94 @@ def neighbor_reset(name: str, message: str = typer.Option("", "--message"), sock
     """Reset a session (Cease / administrative reset) and let it come back."""
     _api(sock, "reset", {"neighbor": name, "message": message})
     console.print(f"session with {name} reset")
+
+
+def _print_record(row: dict, as_json: bool) -> None:
+    if as_json:
+        emit_json(row)
+        return
+    for k, v in row.items():
+        console.print(f"[bold]{k:>16}[/]: {v}", highlight=False)
+
+
+def _print_rows(title: str, rows: list[dict], columns: list[str], as_json: bool) -> None:
+    if as_json:
+        emit_json(rows)
+        return
+    from rich.table import Table
+
+    t = Table(title=title, header_style="bold")
+    for col in columns:
+        t.add_column(col, overflow="fold")
+    for r in rows:
+        t.add_row(*(str(r.get(col, "")) if r.get(col) not in (None, [], ()) else "-" for col in columns))
+    console.print(t)
+
+
+@tenant_app.command("create")
+def tenant_create(name: str, vni: int = typer.Option(..., "--vni", help="1-16777215."),
+                  families: str = typer.Option("dual-stack", "--families", help="ipv4-only, dual-stack or ipv6-only."),
+                  peer: List[str] = typer.Option([], "--peer", help="Tenant to exchange routes with (repeatable; "
+                                                 "effective only when configured on both sides)."),
+                  sock: Optional[str] = SocketOpt, as_json: bool = JsonOpt) -> None:
+    """Create a tenant; RD, route target and kernel table are allocated and kept."""
+    _print_record(_api(sock, "tenant_create", {"name": name, "vni": vni, "families": families, "peers": peer}), as_json)
+
+
+@tenant_app.command("peers")
+def tenant_peers(name: str, peer: List[str] = typer.Option([], "--peer"),
+                 sock: Optional[str] = SocketOpt, as_json: bool = JsonOpt) -> None:
+    """Replace the tenants this tenant exchanges routes with."""
+    _print_record(_api(sock, "tenant_peers", {"name": name, "peers": peer}), as_json)
+
+
+@tenant_app.command("delete")
+def tenant_delete(name: str, sock: Optional[str] = SocketOpt) -> None:
+    """Delete a tenant that has no endpoints left."""
+    _api(sock, "tenant_delete", {"name": name})
+    console.print(f"tenant {name} deleted")
+
+
+@tenant_app.command("list")
+def tenant_list(sock: Optional[str] = SocketOpt, as_json: bool = JsonOpt) -> None:
+    _print_rows("Tenants", _api(sock, "tenant_list"), ["name", "vni", "families", "rd", "route_target", "table",
+                                                        "peers"], as_json)
+
+
+@tenant_app.command("show")
+def tenant_show(name: str, sock: Optional[str] = SocketOpt, as_json: bool = JsonOpt) -> None:
+    _print_record(_api(sock, "tenant_show", {"name": name}), as_json)
+
+
+@endpoint_app.command("add")
+def endpoint_add(name: str, tenant: str = typer.Option(..., "--tenant"),
+                 interface: str = typer.Option(..., "--interface", help="TAP, veth or VF on this host."),
+                 ipv4: Optional[str] = typer.Option(None, "--ipv4", help="The endpoint's /32."),
+                 ipv6: Optional[str] = typer.Option(None, "--ipv6", help="The endpoint's /128."),
+                 rate_limit: Optional[str] = typer.Option(None, "--rate-limit", help="e.g. 100mbit."),
+                 sock: Optional[str] = SocketOpt, as_json: bool = JsonOpt) -> None:
+    """Add an endpoint: its SID is allocated and its routes are announced."""
+    _print_record(_api(sock, "endpoint_add", {"name": name, "tenant": tenant, "interface": interface,
+                                              "ipv4": ipv4, "ipv6": ipv6, "rate_limit": rate_limit}), as_json)
+
+
+@endpoint_app.command("remove")
+def endpoint_remove(name: str, sock: Optional[str] = SocketOpt) -> None:
+    """Remove an endpoint: its routes are withdrawn everywhere."""
+    _api(sock, "endpoint_remove", {"name": name})
+    console.print(f"endpoint {name} removed")
+
+
+@endpoint_app.command("list")
+def endpoint_list(tenant: Optional[str] = typer.Option(None, "--tenant"), sock: Optional[str] = SocketOpt,
+                  as_json: bool = JsonOpt) -> None:
+    _print_rows("Endpoints", _api(sock, "endpoint_list", {"tenant": tenant}),
+                ["name", "tenant", "interface", "ipv4", "ipv6", "sid4", "sid6"], as_json)
+
+
+@endpoint_app.command("show")
+def endpoint_show(name: str, sock: Optional[str] = SocketOpt, as_json: bool = JsonOpt) -> None:
+    _print_record(_api(sock, "endpoint_show", {"name": name}), as_json)
 
 
 if __name__ == "__main__":

@@ -61,7 +61,7 @@ async def serve(path: str, handler) -> asyncio.base_events.Server:
                         result = await result
                     resp = {"ok": True, "result": result}
                 except Exception as e:  # every refusal goes back to the client as one line
-                    known = type(e).__name__ in ("ApiError", "RouteSpecError", "ValueError", "ConfigError")
+                    known = isinstance(e, ValueError) or type(e).__name__ == "ApiError"
                     if not known:
                         log.exception("API request failed")
                     resp = {"ok": False, "bad_input": known,

@@ -106,6 +106,8 @@ class NodeConfig:
     restart_time: int = 120
     convergence_timeout: float = 30.0
     policies: object = None  # speaker.policy PolicyConfig, when the config has policies
+    tenancy: object = None  # tenancy.node.NodeSettings, when the node hosts tenant endpoints
+    tenancy_state_file: str | None = None
     source: str = field(default="", compare=False)
 
     def neighbor(self, key: str) -> NeighborConfig | None:
@@ -214,7 +216,7 @@ _NEIGHBOR_KEYS = {"name", "address", "interface", "remote-as", "families", "pass
                   "max-prefix", "next-hop-self", "host-locator", "keep-pre-policy", "graceful-restart"}
 _NODE_KEYS = {"router-id", "asn", "neighbors", "listen", "api-socket", "hostname", "role", "cluster-id",
               "maximum-paths", "multipath-relax", "always-compare-med", "mrai", "networks", "fib",
-              "graceful-restart", "prefix-lists", "policies"}
+              "graceful-restart", "prefix-lists", "policies", "tenancy"}
 ROLES = ("host", "leaf", "spine", "route-reflector")
 
 
@@ -360,7 +362,28 @@ def parse_config(data: Any, source: str = "") -> NodeConfig:
             if name is not None and (policies is None or name not in policies.policies):
                 raise ConfigError(f"neighbors[{i}].{attr.replace('_', '-')}", name, "is not a policy defined under policies")
     cluster_id = _ipv4("cluster-id", data["cluster-id"]) if "cluster-id" in data else None
+    tenancy = state_file = None
+    if "tenancy" in data:
+        tn = data["tenancy"]
+        if not isinstance(tn, dict):
+            raise ConfigError("tenancy", tn, "is not a mapping")
+        _check_keys("tenancy", tn, {"fabric-asn", "locator", "state-file", "table-range"})
+        for req in ("fabric-asn", "locator"):
+            if req not in tn:
+                raise ConfigError(f"tenancy.{req}", None, "is required")
+        from tenancy.node import DEFAULT_TABLE_RANGE, NodeSettings
+
+        tr = tn.get("table-range", list(DEFAULT_TABLE_RANGE))
+        if not isinstance(tr, list) or len(tr) != 2:
+            raise ConfigError("tenancy.table-range", tr, "is not [first, last]")
+        tenancy = NodeSettings(_ipv4("router-id", data["router-id"]), _asn("tenancy.fabric-asn", tn["fabric-asn"]),
+                               _str("tenancy.locator", tn["locator"]),
+                               (_int("tenancy.table-range[0]", tr[0], 1, 2**31 - 1),
+                                _int("tenancy.table-range[1]", tr[1], 1, 2**31 - 1)))
+        state_file = _str("tenancy.state-file", tn.get("state-file", "/var/lib/l3fab/intent.json"))
     return NodeConfig(
+        tenancy=tenancy,
+        tenancy_state_file=state_file,
         role=role,
         cluster_id=cluster_id,
         maximum_paths=_int("maximum-paths", data.get("maximum-paths", 64), 1, 256),

@@ -64,6 +64,12 @@ class Speaker:
         self._export_policies = {p.cfg.name: self._policy(p.cfg.export_policy) for p in self.peers}
         self._stale_timers: dict[str, asyncio.TimerHandle] = {}
         self.stopping = False  # no more table work: the forwarding state must stay as it is
+        self.intent = None
+        self._intent_routes: dict = {}  # (family, key) -> route spec currently originated for the intent
+        if config.tenancy is not None:
+            from tenancy.intent import Intent
+
+            self.intent = Intent.load(config.tenancy_state_file, config.tenancy)
 
     # ------------------------------------------------------------------ policies
 
@@ -116,6 +122,8 @@ class Speaker:
         self._tasks.append(loop.create_task(self._connected_loop()))
         if self.config.networks:
             self.announce(list(self.config.networks))
+        if self.intent is not None:
+            self._sync_intent()
         for p in self.peers:
             p.start()
 
@@ -501,6 +509,54 @@ class Speaker:
         self.schedule_flush()
         return n
 
+    # ------------------------------------------------------------------ tenant intent
+
+    def _sync_intent(self) -> None:
+        """Originate what the intent says (locator, endpoint VPN routes); withdraw the rest."""
+        wanted = {}
+        for spec in self.intent.originated_routes():
+            wanted[parse_route_key(spec, "intent")] = spec
+        gone = [k for k in self._intent_routes if k not in wanted]
+        for family, key in gone:
+            self.ribs[family].remove("local", key)
+        changed = [spec for k, spec in wanted.items() if self._intent_routes.get(k) != spec]
+        if changed:
+            self.announce(changed)
+        self._intent_routes = wanted
+        self.schedule_flush()
+
+    def _intent_call(self, method: str, params: dict):
+        if self.intent is None:
+            raise ApiError("tenancy: this node has no tenancy section in its config")
+        it = self.intent
+        p = dict(params)
+        if method == "tenant_create":
+            out = it.create_tenant(p.get("name"), p.get("vni"), p.get("families") or "dual-stack",
+                                   p.get("peers") or ())
+        elif method == "tenant_peers":
+            out = it.set_peers(p.get("name"), p.get("peers") or ())
+        elif method == "tenant_delete":
+            it.delete_tenant(p.get("name"))
+            out = None
+        elif method == "tenant_list":
+            return [t.to_dict() for t in it.tenants()]
+        elif method == "tenant_show":
+            return it.tenant(p.get("name")).to_dict()
+        elif method == "endpoint_add":
+            out = it.add_endpoint(p.get("name"), p.get("tenant"), p.get("interface"), p.get("ipv4"),
+                                  p.get("ipv6"), p.get("rate_limit"))
+        elif method == "endpoint_remove":
+            it.remove_endpoint(p.get("name"))
+            out = None
+        elif method == "endpoint_list":
+            return [e.to_dict() for e in it.endpoints(p.get("tenant"))]
+        elif method == "endpoint_show":
+            return it.endpoint(p.get("name")).to_dict()
+        else:
+            raise ApiError(f"method: {method!r} is not an API method")
+        self._sync_intent()
+        return out.to_dict() if out is not None else {"done": True}
+
     # ------------------------------------------------------------------ API views
 
     def find_peer(self, key: str) -> Peer:
@@ -638,6 +694,8 @@ class Speaker:
             p.enabled = True
             p.reset(str(params.get("message", "")))
             return {"reset": p.cfg.name}
+        if method.startswith(("tenant_", "endpoint_")):
+            return self._intent_call(method, params)
         raise ApiError(f"method: {method!r} is not an API method")
 
 

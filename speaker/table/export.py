@@ -95,6 +95,10 @@ def export_path(path: Path, ctx: ExportContext) -> Path | None:
             nh = ctx.self_next_hop
     if nh is None:
         return None
+    if path.family.afi == 2 and not nh.is_ipv6:
+        # An IPv6 route over an IPv4 session: the IPv4-mapped form of our address
+        # (RFC 4659 section 3.2.1.2, RFC 4798); a 4-octet next hop is invalid for AFI 2.
+        nh = MpNextHop(f"::ffff:{nh.address}")
     if path.family == IPV4_UNICAST and nh.is_ipv6 and IPV4_UNICAST not in ctx.extended_next_hop:
         # RFC 8950 section 4: no IPv6 next hop for IPv4 unicast unless the peer announced
         # the extended next hop capability.  VPN-IPv4 is exempt: FRR accepts IPv6 next

@@ -196,3 +196,11 @@ def test_adj_rib_out_packs_and_suppresses_unchanged():
     r.feed(b"".join(out.flush(CodecContext())))
     (wd,) = list(r.messages())
     assert wd.unreachable()[0][1] == (paths[1].key,)
+
+
+def test_ipv6_route_over_an_ipv4_session_gets_a_mapped_next_hop():
+    """Regression: the locator (IPv6 unicast, next-hop-self) over an IPv4 session went out
+    with a 4-octet next hop, which the peer must reject (RFC 7606: session reset)."""
+    local = Path(IPV6_UNICAST, Prefix.parse("2001:db8:0:11::/64"), None, (Origin(0), AsPath()), (), LOCAL)
+    out = export_path(local, ctx(self_next_hop=MpNextHop("127.0.0.1"), families=frozenset({IPV6_UNICAST})))
+    assert out.next_hop == MpNextHop("::ffff:127.0.0.1")
