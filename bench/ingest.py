@@ -209,7 +209,10 @@ def _terminate(signum, frame) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     options, args = parse_args(sys.argv[1:] if argv is None else argv)
-    signal.signal(signal.SIGTERM, _terminate)  # tear the lab down on kill, as on Ctrl-C
+    # Tear the lab down on kill as on Ctrl-C, also when started in the background
+    # (a shell without job control starts background jobs with SIGINT ignored).
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def log(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
