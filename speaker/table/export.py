@@ -52,8 +52,8 @@ def export_path(path: Path, ctx: ExportContext) -> Path | None:
     if path.family not in ctx.families or path.source.name == ctx.peer_name:
         return None
     src = path.source
-    attrs = list(path.attributes)
     if ctx.ibgp:
+        attrs = list(path.attributes)
         if src.ibgp and not (src.rr_client or ctx.rr_client):
             return None  # iBGP split horizon: no reflection between non-clients
         if src.ibgp:
@@ -70,25 +70,17 @@ def export_path(path: Path, ctx: ExportContext) -> Path | None:
         else:
             nh = _strip_link_local(nh)
     else:
-        if ctx.peer_as in path.as_path.asns():
+        cached = _EBGP.get(id(path.attributes))
+        key = (ctx.local_as, ctx.peer_as, src.is_local)
+        if cached is not None and cached[0] is path.attributes and cached[1] == key:
+            attrs = cached[2]
+        else:
+            attrs = _ebgp_attributes(path, ctx, src.is_local)
+            if len(_EBGP) > 50_000:
+                _EBGP.clear()
+            _EBGP[id(path.attributes)] = (path.attributes, key, attrs)
+        if attrs is None:
             return None
-        out = []
-        for a in attrs:
-            t = type(a)
-            if t is AsPath:
-                out.append(a.prepend(ctx.local_as))
-            elif t in (LocalPref, OriginatorId, ClusterList):
-                continue
-            elif t is Med and not src.is_local:
-                continue
-            elif t is UnknownAttribute:
-                if a.transitive:
-                    out.append(a if src.is_local else a.passed_on())
-            else:
-                out.append(a)
-        if path.get(AsPath) is None:
-            out.append(AsPath.sequence(ctx.local_as))
-        attrs = out
         if path.family.is_vpn and path.next_hop is not None and not ctx.next_hop_self:
             nh = _strip_link_local(path.next_hop)
         else:
@@ -104,4 +96,34 @@ def export_path(path: Path, ctx: ExportContext) -> Path | None:
         # the extended next hop capability.  VPN-IPv4 is exempt: FRR accepts IPv6 next
         # hops there without announcing it, and the fabric's SIDs are IPv6.
         return None
-    return path._replace(attributes=tuple(attrs), next_hop=nh)
+    return tuple.__new__(Path, (path.family, path.key, nh, tuple(attrs), path.labels, path.source, path.path_id,
+                                path.stale))
+
+
+# eBGP attribute rewrites per attribute tuple: the paths of one UPDATE (and of one injected
+# batch) share their attribute tuple, so the AS prepend and the filtering run once for all
+# of them.  Keyed by identity and guarded by the object itself (kept alive in the entry).
+_EBGP: dict[int, tuple] = {}
+
+
+def _ebgp_attributes(path: Path, ctx: ExportContext, src_local: bool) -> tuple | None:
+    """The attributes sent to an eBGP peer, or None when its AS is already in the path."""
+    if ctx.peer_as in path.as_path.asns():
+        return None
+    out = []
+    for a in path.attributes:
+        t = type(a)
+        if t is AsPath:
+            out.append(a.prepend(ctx.local_as))
+        elif t in (LocalPref, OriginatorId, ClusterList):
+            continue
+        elif t is Med and not src_local:
+            continue
+        elif t is UnknownAttribute:
+            if a.transitive:
+                out.append(a if src_local else a.passed_on())
+        else:
+            out.append(a)
+    if path.get(AsPath) is None:
+        out.append(AsPath.sequence(ctx.local_as))
+    return tuple(out)
