@@ -19,10 +19,9 @@ from .wire.attributes import (
     PathAttribute,
     UnknownAttribute,
     community_str,
-    ORIGIN_NAMES,
 )
 from .wire.constants import Family
-from .wire.nlri import PathId, Prefix, VpnPrefix
+from .wire.nlri import PathId, VpnPrefix
 
 
 @dataclass(frozen=True)
@@ -105,4 +104,4 @@ def route_view(family: Family, nlri, next_hop: MpNextHop | None, labels: tuple[i
     return RouteView(**v)
 
 
-__all__ = ["RouteView", "route_view", "ORIGIN_NAMES", "Prefix"]
+__all__ = ["RouteView", "route_view"]

@@ -8,7 +8,7 @@ policy's default does, with the sets of any ``next`` terms kept.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 from ..table.path import Path
 from .actions import DEFAULT_CONTEXT, Action, EvalContext, NextHopDirective, SetOperation, apply_sets

@@ -23,7 +23,6 @@ from ..wire.capabilities import (
 )
 from ..wire.constants import (
     IPV4_UNICAST,
-    VPNV4,
     CeaseSubcode,
     ErrorCode,
     Family,
@@ -31,7 +30,6 @@ from ..wire.constants import (
     MessageType,
     OpenSubcode,
 )
-from ..wire.context import CodecContext
 from ..wire.errors import OpenMessageError, RemoteProtocolError
 from ..wire.message import KEEPALIVE_BYTES, MessageReader, decode_body
 from ..wire.notification import Notification

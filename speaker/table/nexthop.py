@@ -68,16 +68,9 @@ class NexthopTracker:
         # next hop address -> {(family, key)}
         self.dependents: dict[str, set] = defaultdict(set)
 
-    @staticmethod
-    def direct(path: Path) -> bool:
-        """Next hops that need no resolution: local paths, link-local next hops, the peer itself."""
-        nh = path.next_hop
-        if nh is None:
-            return True
-        a = nh.address
-        return a == path.source.address or a[:5] == "fe80:" or path.source.name == "local"
-
     def valid(self, path: Path) -> bool:
+        """Local paths, link-local next hops and the peer's own address need no resolution;
+        anything else must be covered by a connected prefix or another valid unicast route."""
         nh = path.next_hop
         if nh is None:
             return True
@@ -110,7 +103,7 @@ class NexthopTracker:
         return self._recheck() if old != prefixes else set()
 
     def underlay_update(self, family: Family, key, present: bool) -> None:
-        self._pending.append((family.afi, key, present))
+        self.underlay_changes(family, [(key, present)])
 
     def underlay_changes(self, family: Family, changes: list) -> None:
         """A batch of ``(key, present)`` for one unicast family."""

@@ -146,7 +146,7 @@ def test_numbered_ipv6_session_routes_both_ways(lab):
                      what="VPNv4 route from l3fab in FRR")
     path = rds["10.0.0.1:9"]["10.50.0.1/32"][0]
     assert path["nexthops"][0]["ip"] == "2001:db8:99::9"
-    detail = frr.vtysh(f"show bgp ipv4 vpn rd 10.0.0.1:9 10.50.0.1/32")
+    detail = frr.vtysh("show bgp ipv4 vpn rd 10.0.0.1:9 10.50.0.1/32")
     assert "RT:65000:9" in detail and "509" in detail, detail
     rds6 = wait_until(lambda: frr_vpn("ipv6") if "65001:9" in frr_vpn("ipv6") else None, 20,
                       what="VPNv6 route from l3fab in FRR")

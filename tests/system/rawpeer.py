@@ -27,20 +27,25 @@ class RawPeer:
         self.expect(Open)
 
     def expect(self, cls, timeout: float = 5.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for msg in self.reader.messages():
-                if isinstance(msg, cls):
-                    return msg
-            self.sock.settimeout(max(0.05, deadline - time.monotonic()))
-            data = self.sock.recv(65536)
-            if not data:
-                raise ConnectionError("closed")
-            self.reader.feed(data)
-        raise TimeoutError(cls.__name__)
+        return expect(self.sock, self.reader, cls, timeout)
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
+
+
+def expect(sock: socket.socket, reader: MessageReader, cls, timeout: float = 5.0):
+    """The next message of type ``cls`` on ``sock`` (others are skipped)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for msg in reader.messages():
+            if isinstance(msg, cls):
+                return msg
+        sock.settimeout(max(0.05, deadline - time.monotonic()))
+        data = sock.recv(65536)
+        if not data:
+            raise ConnectionError("closed without the expected message")
+        reader.feed(data)
+    raise TimeoutError(cls.__name__)
 
 
 def wait(fn, timeout: float = 10.0):

@@ -11,6 +11,8 @@ from speaker.wire import IPV4_UNICAST, MessageReader, Notification, Open
 from speaker.wire.capabilities import FourOctetAs, Multiprotocol
 from speaker.wire.message import KEEPALIVE_BYTES
 
+from .rawpeer import expect
+
 
 def _free_port(host: str) -> socket.socket:
     s = socket.socket()
@@ -26,17 +28,7 @@ class Conn:
         self.reader = MessageReader()
 
     def expect(self, cls, timeout: float = 5.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for msg in self.reader.messages():
-                if isinstance(msg, cls):
-                    return msg
-            self.sock.settimeout(max(0.05, deadline - time.monotonic()))
-            data = self.sock.recv(65536)
-            if not data:
-                raise ConnectionError("closed without the expected message")
-            self.reader.feed(data)
-        raise TimeoutError(cls.__name__)
+        return expect(self.sock, self.reader, cls, timeout)
 
 
 def _open(router_id: str) -> bytes:
