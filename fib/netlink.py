@@ -13,11 +13,13 @@ kernel reports, without building objects per dumped route:
   ``(gw_af, gw, oif, weight, onlink, encap)`` with ``gw_af`` 0 for none, and
   ``encap`` ``(encap type, RTA_ENCAP payload)`` or None. The kernel stores a
   seg6 tunnel's SRH as given and dumps it back byte for byte, so comparing the
-  payload is exact and costs no decoding. Single-path routes have weight 1;
-  next hops are sorted.
+  payload is exact and costs no decoding. A seg6local payload is dumped as
+  the kernel's attributes in type order, which is how it is encoded here; its
+  SEG6_LOCAL_COUNTERS (statistics, present with ``count``) are dropped when
+  parsing. Single-path routes have weight 1; next hops are sorted.
 
 Layouts follow <linux/netlink.h>, <linux/rtnetlink.h>, <linux/lwtunnel.h>,
-<linux/seg6_iptunnel.h> and <linux/seg6.h>.
+<linux/seg6_iptunnel.h>, <linux/seg6.h> and <linux/seg6_local.h>.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ import socket
 import struct
 from typing import Callable, Iterator, NamedTuple
 
-from fib.model import (FibNextHop, FibRoute, RouteKind, Seg6Encap, Seg6Mode,
-                       RTPROT_L3FAB)
+from fib.model import (FibNextHop, FibRoute, RouteKind, Seg6Encap, Seg6Local,
+                       Seg6LocalAction, Seg6Mode, RTPROT_L3FAB)
 
 # netlink
 NLMSG_NOOP, NLMSG_ERROR, NLMSG_DONE = 1, 2, 3
@@ -45,8 +47,10 @@ RTA_MULTIPATH, RTA_TABLE, RTA_VIA = 9, 15, 18
 RTA_ENCAP_TYPE, RTA_ENCAP = 21, 22
 RTNH_F_ONLINK = 0x4
 RT_SCOPE_UNIVERSE, RT_SCOPE_LINK, RT_SCOPE_NOWHERE = 0, 253, 255
-LWTUNNEL_ENCAP_SEG6 = 5
+LWTUNNEL_ENCAP_SEG6, LWTUNNEL_ENCAP_SEG6_LOCAL = 5, 7
 SEG6_IPTUNNEL_SRH = 1
+SEG6_LOCAL_ACTION, SEG6_LOCAL_TABLE, SEG6_LOCAL_NH4, SEG6_LOCAL_NH6 = 1, 3, 4, 5
+SEG6_LOCAL_COUNTERS = 10
 IPV6_SRCRT_TYPE_4 = 4
 NLA_TYPE_MASK = 0x3FFF
 
@@ -91,13 +95,28 @@ def seg6_srh(encap: Seg6Encap) -> bytes:
     return I32.pack(int(encap.mode)) + srh + b"".join(reversed(segs))
 
 
-def _encap_attrs(encap: Seg6Encap | None) -> tuple[bytes, tuple | None]:
-    """(RTA_ENCAP_TYPE + RTA_ENCAP attributes, encap signature)."""
-    if encap is None:
+def seg6local_payload(local: Seg6Local) -> bytes:
+    """The SEG6_LOCAL_* attributes of ``local``, in type order as the kernel dumps them."""
+    out = rtattr(SEG6_LOCAL_ACTION, U32.pack(int(local.action)))
+    if local.table is not None:
+        out += rtattr(SEG6_LOCAL_TABLE, U32.pack(local.table))
+    if local.nh4 is not None:
+        out += rtattr(SEG6_LOCAL_NH4, socket.inet_pton(AF_INET, local.nh4))
+    if local.nh6 is not None:
+        out += rtattr(SEG6_LOCAL_NH6, socket.inet_pton(AF_INET6, local.nh6))
+    return out
+
+
+def _encap_attrs(nh: FibNextHop) -> tuple[bytes, tuple | None]:
+    """(RTA_ENCAP_TYPE + RTA_ENCAP attributes, encap signature) of a next hop."""
+    if nh.encap is not None:
+        etype, payload = LWTUNNEL_ENCAP_SEG6, rtattr(SEG6_IPTUNNEL_SRH, seg6_srh(nh.encap))
+    elif nh.local is not None:
+        etype, payload = LWTUNNEL_ENCAP_SEG6_LOCAL, seg6local_payload(nh.local)
+    else:
         return b"", None
-    payload = rtattr(SEG6_IPTUNNEL_SRH, seg6_srh(encap))
-    return (rtattr(RTA_ENCAP_TYPE, struct.pack("=H", LWTUNNEL_ENCAP_SEG6))
-            + rtattr(RTA_ENCAP, payload)), (LWTUNNEL_ENCAP_SEG6, payload)
+    return (rtattr(RTA_ENCAP_TYPE, struct.pack("=H", etype))
+            + rtattr(RTA_ENCAP, payload)), (etype, payload)
 
 
 def _gateway(route_af: int, gateway: str | None) -> tuple[int, bytes]:
@@ -176,7 +195,7 @@ class Encoder:
         nhs = []
         for nh in route.nexthops:
             gw_af, gw = _gateway(af, nh.gateway)
-            enc_attrs, enc_sig = _encap_attrs(nh.encap)
+            enc_attrs, enc_sig = _encap_attrs(nh)
             nhs.append((gw_af, gw, self._oif(route, nh), nh.weight, nh.onlink, enc_sig, enc_attrs))
         nhs.sort(key=_nh_order)
         single = len(nhs) == 1
@@ -191,7 +210,9 @@ class Encoder:
                 attrs.append(rtattr(RTA_OIF, U32.pack(oif)))
             attrs.append(enc_attrs)
             flags = RTNH_F_ONLINK if onlink else 0
-            scope = RT_SCOPE_UNIVERSE if gw_af else RT_SCOPE_LINK
+            # iproute2 sends IPv6 routes with scope universe (the kernel has no IPv6
+            # route scope and dumps universe); IPv4 device routes are scope link.
+            scope = RT_SCOPE_UNIVERSE if gw_af or af == AF_INET6 else RT_SCOPE_LINK
         elif nhs:
             parts = []
             for gw_af, gw, oif, weight, onlink, _es, enc_attrs in nhs:
@@ -264,6 +285,45 @@ def seg6_segments(payload: bytes) -> tuple[int, tuple[str, ...]] | None:
     return None
 
 
+def seg6local_value(payload: bytes) -> Seg6Local:
+    """The :class:`Seg6Local` a seg6local RTA_ENCAP payload stands for.
+
+    Raises ValueError for actions or attributes l3fab does not model.
+    """
+    a = _attrs(payload, 0, len(payload))
+    a.pop(SEG6_LOCAL_COUNTERS, None)
+    action = a.pop(SEG6_LOCAL_ACTION, None)
+    if action is None or len(action) != 4:
+        raise ValueError(f"seg6local payload {payload.hex()}: no SEG6_LOCAL_ACTION")
+    action_no = U32.unpack(action)[0]
+    try:
+        action_v = Seg6LocalAction(action_no)
+    except ValueError:
+        raise ValueError(f"seg6local action {action_no} is not one l3fab models") from None
+    table = a.pop(SEG6_LOCAL_TABLE, None)
+    nh4 = a.pop(SEG6_LOCAL_NH4, None)
+    nh6 = a.pop(SEG6_LOCAL_NH6, None)
+    if a:
+        raise ValueError(f"seg6local {action_v.label}: attributes {sorted(a)} are not modelled")
+    return Seg6Local(action_v, nh4=socket.inet_ntop(AF_INET, nh4) if nh4 else None,
+                     nh6=socket.inet_ntop(AF_INET6, nh6) if nh6 else None,
+                     table=U32.unpack(table)[0] if table else None)
+
+
+def _without_counters(payload: bytes) -> bytes:
+    """A seg6local payload minus SEG6_LOCAL_COUNTERS (they change with every packet)."""
+    p, end, keep = 0, len(payload), []
+    while p + 4 <= end:
+        alen, atype = RTATTR.unpack_from(payload, p)
+        if alen < 4:
+            break
+        step = _align(alen)
+        if atype & NLA_TYPE_MASK != SEG6_LOCAL_COUNTERS:
+            keep.append(payload[p:p + step])
+        p += step
+    return b"".join(keep)
+
+
 _U32_UNPACK = U32.unpack_from
 
 
@@ -289,7 +349,10 @@ def _nexthop(af: int, a: dict[int, bytes], oif: int, weight: int, flags: int) ->
     enc = a.get(RTA_ENCAP)
     if enc is not None:
         etype = a.get(RTA_ENCAP_TYPE, b"\0\0")
-        enc = (etype[0] | (etype[1] << 8), enc)
+        etype = etype[0] | (etype[1] << 8)
+        if etype == LWTUNNEL_ENCAP_SEG6_LOCAL:
+            enc = _without_counters(enc)
+        enc = (etype, enc)
     return (gw_af, gw, oif, weight, bool(flags & RTNH_F_ONLINK), enc)
 
 
@@ -349,12 +412,18 @@ def to_route(key: RouteKey, sig: Signature) -> FibRoute:
     prefix = f"{socket.inet_ntop(af, dst)}/{plen}"
     hops = []
     for gw_af, gw, oif, weight, onlink, encap in nhs:
-        enc = None
+        enc = local = None
         if encap is not None and encap[0] == LWTUNNEL_ENCAP_SEG6:
             mode, segs = seg6_segments(encap[1])
             enc = Seg6Encap(segs, Seg6Mode(mode))
+        elif encap is not None and encap[0] == LWTUNNEL_ENCAP_SEG6_LOCAL:
+            try:
+                local = seg6local_value(encap[1])
+            except ValueError as exc:
+                raise ValueError(f"route {prefix} table {table}: {exc}") from None
         hops.append(FibNextHop(gateway=socket.inet_ntop(gw_af, gw) if gw_af else None,
-                               ifindex=oif or None, weight=weight, onlink=onlink, encap=enc))
+                               ifindex=oif or None, weight=weight, onlink=onlink, encap=enc,
+                               local=local))
     return FibRoute(table, prefix, tuple(hops), RouteKind(kind), metric)
 
 
