@@ -73,8 +73,15 @@ def run(config: Path = typer.Option(..., "--config", "-c", help="Node configurat
             from speaker.fib_feed import FibFeed
 
             fib = FibFeed(cfg.fib)
+        dataplane = None
+        if cfg.tenancy is not None and cfg.dataplane is not None and cfg.dataplane.enabled:
+            from dataplane.linux import LinuxDataplane
+
+            uplinks = [n.interface for n in cfg.neighbors if n.interface]
+            dataplane = LinuxDataplane(uplinks=uplinks, use_nft=cfg.dataplane.nftables,
+                                       use_tc=cfg.dataplane.rate_limits)
         try:
-            speaker = Speaker(cfg, fib=fib)
+            speaker = Speaker(cfg, fib=fib, dataplane=dataplane)
         except ConfigError as e:  # e.g. a tenancy state file that cannot be accepted
             fail(f"config: {e}", 2)
         path = socket_path or cfg.api_socket
@@ -141,14 +148,36 @@ def show_neighbor(name: str = typer.Argument(..., help="Name, address or interfa
 
 @show.command("fib")
 def show_fib(table: Optional[int] = typer.Option(None, "--table", help="Kernel table (default: the node's)."),
+             vrf: Optional[str] = typer.Option(None, "--vrf", help="A tenant: its VRF table."),
              sock: Optional[str] = SocketOpt, as_json: bool = JsonOpt) -> None:
     """The routes l3fab installed in the kernel (read back from the kernel)."""
-    rows = _api(sock, "fib", {"table": table})
+    if vrf is not None and table is not None:
+        fail("--vrf: give either --vrf or --table, not both", 2)
+    rows = _api(sock, "fib", {"table": table, "vrf": vrf})
     if as_json:
         emit_json(rows)
         return
     from rich.table import Table
 
+    if vrf is not None:
+        t = Table(title=f"VRF {vrf} (kernel table, l3fab's routes)", header_style="bold")
+        for col in ("Table", "Prefix", "Kind", "Next hops"):
+            t.add_column(col, overflow="fold")
+        for r in rows:
+            hops = []
+            for h in r.get("nexthops", []):
+                enc = h.get("encap")
+                text = f"encap seg6 {enc['mode']} segs {' '.join(enc['segs'])}" if enc else ""
+                if h.get("gateway"):
+                    text = f"via {h['gateway']} " + text
+                if h.get("ifname") and not enc:
+                    text += f"dev {h['ifname']}"
+                hops.append(text.strip())
+            if "sids" in r:
+                hops = [f"encap seg6 encap.red segs {s}" for s in r["sids"]]
+            t.add_row(str(r["table"]), r["prefix"], r["kind"], ", ".join(hops) or "-")
+        console.print(t)
+        return
     t = Table(title="FIB (kernel routes of protocol l3fab)", header_style="bold")
     for col in ("Table", "Prefix", "Kind", "Next hops"):
         t.add_column(col, overflow="fold")
@@ -158,6 +187,64 @@ def show_fib(table: Optional[int] = typer.Option(None, "--table", help="Kernel t
             f"{' encap seg6 ' + ','.join(h['encap']) if h['encap'] else ''}" for h in r["nexthops"])
         t.add_row(str(r["table"]), r["prefix"], r["kind"], hops or "-")
     console.print(t)
+
+
+@show.command("vrf")
+def show_vrf(sock: Optional[str] = SocketOpt, as_json: bool = JsonOpt) -> None:
+    """Tenant VRFs: table, RD, RT, peerings, local endpoints, imported routes."""
+    rows = _api(sock, "vrfs")
+    if as_json:
+        emit_json(rows)
+        return
+    _print_rows("VRFs", [{**r, "peers": ",".join(r["effective_peers"]) or "-"} for r in rows],
+                ["name", "vni", "families", "table", "rd", "route_target", "peers", "endpoints", "imported_routes",
+                 "mode"], False)
+
+
+@show.command("endpoints")
+def show_endpoints(tenant: Optional[str] = typer.Option(None, "--tenant"),
+                   sock: Optional[str] = SocketOpt, as_json: bool = JsonOpt) -> None:
+    """Local endpoints: addresses, SIDs, interface, plumbing status, filter counters."""
+    rows = _api(sock, "endpoints", {"tenant": tenant})
+    if as_json:
+        emit_json(rows)
+        return
+    flat = []
+    for r in rows:
+        c = r.get("counters") or {}
+        drops = {k: v.get("packets", 0) for k, v in c.items() if isinstance(v, dict)}
+        flat.append({**r, "sids": " ".join(x for x in (r.get("sid4"), r.get("sid6")) if x),
+                     "drops": " ".join(f"{k}={v}" for k, v in sorted(drops.items())) or "-",
+                     "rate": r.get("rate_limit_text") or "-"})
+    _print_rows("Endpoints", flat, ["name", "tenant", "interface", "ipv4", "ipv6", "sids", "status", "rate", "drops"],
+                False)
+
+
+@show.command("dataplane")
+def show_dataplane(sock: Optional[str] = SocketOpt, as_json: bool = JsonOpt) -> None:
+    """The packet path: VRF mode, rules, SIDs, filter counters, rate limits, errors."""
+    row = _api(sock, "dataplane")
+    if as_json:
+        emit_json(row)
+        return
+    for k in ("backend", "vrf_mode", "tunnel_source", "underlay_mtu", "endpoint_mtu", "converged",
+              "preserved_at_start", "remote_routes", "vrfs", "endpoints", "imported_routes"):
+        if k in row:
+            console.print(f"[bold]{k:>18}[/]: {row[k]}", highlight=False)
+    if row.get("rules"):
+        _print_rows("ip rules (l3fab)", row["rules"], ["family", "pref", "from", "iif", "table"], False)
+    if row.get("sids"):
+        _print_rows("SIDs (seg6local)", row["sids"], ["endpoint", "tenant", "sid4", "action4", "nh4", "sid6",
+                                                      "action6", "table", "interface"], False)
+    counters = row.get("counters") or {}
+    crow = [{"endpoint": ep, **{k: v.get("packets", 0) for k, v in c.items() if isinstance(v, dict)}}
+            for ep, c in counters.items() if isinstance(c, dict)]
+    if crow:
+        cols = ["endpoint"] + sorted({k for r in crow for k in r if k != "endpoint"})
+        _print_rows("nftables counters (packets)", crow, cols, False)
+    for key in ("waiting", "errors"):
+        if row.get(key):
+            console.print(f"[bold red]{key}[/]: {row[key]}", highlight=False)
 
 
 @show.command("status")

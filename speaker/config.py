@@ -108,6 +108,7 @@ class NodeConfig:
     policies: object = None  # speaker.policy PolicyConfig, when the config has policies
     tenancy: object = None  # tenancy.node.NodeSettings, when the node hosts tenant endpoints
     tenancy_state_file: str | None = None
+    dataplane: object = None  # dataplane.intent.DataplaneSettings (with tenancy)
     source: str = field(default="", compare=False)
 
     def neighbor(self, key: str) -> NeighborConfig | None:
@@ -216,7 +217,7 @@ _NEIGHBOR_KEYS = {"name", "address", "interface", "remote-as", "families", "pass
                   "max-prefix", "next-hop-self", "host-locator", "keep-pre-policy", "graceful-restart"}
 _NODE_KEYS = {"router-id", "asn", "neighbors", "listen", "api-socket", "hostname", "role", "cluster-id",
               "maximum-paths", "multipath-relax", "always-compare-med", "mrai", "networks", "fib",
-              "graceful-restart", "prefix-lists", "policies", "tenancy"}
+              "graceful-restart", "prefix-lists", "policies", "tenancy", "dataplane"}
 ROLES = ("host", "leaf", "spine", "route-reflector")
 
 
@@ -381,7 +382,9 @@ def parse_config(data: Any, source: str = "") -> NodeConfig:
                                (_int("tenancy.table-range[0]", tr[0], 1, 2**31 - 1),
                                 _int("tenancy.table-range[1]", tr[1], 1, 2**31 - 1)))
         state_file = _str("tenancy.state-file", tn.get("state-file", "/var/lib/l3fab/intent.json"))
+    dataplane = _dataplane(data.get("dataplane", {}), fib.enabled, tenancy)
     return NodeConfig(
+        dataplane=dataplane,
         tenancy=tenancy,
         tenancy_state_file=state_file,
         role=role,
@@ -403,6 +406,49 @@ def parse_config(data: Any, source: str = "") -> NodeConfig:
         api_socket=_str("api-socket", data.get("api-socket", DEFAULT_API_SOCKET)),
         hostname=_str("hostname", data.get("hostname", "")),
         source=source,
+    )
+
+
+def _dataplane(raw: Any, fib_enabled: bool, tenancy) -> object:
+    """The ``dataplane:`` section; it only means something next to ``tenancy:``."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError("dataplane", raw, "is not a mapping")
+    _check_keys("dataplane", raw, {"enabled", "tunnel-source", "underlay-prefixes", "endpoint-mtu", "nftables",
+                                   "rate-limits"})
+    if raw and tenancy is None:
+        raise ConfigError("dataplane", "...", "needs a tenancy section (the dataplane serves tenant endpoints)")
+    from dataplane.intent import DataplaneSettings
+
+    src = raw.get("tunnel-source")
+    if src is not None:
+        try:
+            addr = ipaddress.IPv6Address(str(src))
+        except ValueError:
+            raise ConfigError("dataplane.tunnel-source", src, "is not an IPv6 address") from None
+        if tenancy is not None and addr not in tenancy.locator_network:
+            raise ConfigError("dataplane.tunnel-source", src, f"is not inside the locator {tenancy.locator}")
+        src = str(addr)
+    prefixes = raw.get("underlay-prefixes", []) or []
+    if not isinstance(prefixes, list):
+        raise ConfigError("dataplane.underlay-prefixes", prefixes, "is not a list of IPv6 prefixes")
+    norm = []
+    for i, pfx in enumerate(prefixes):
+        try:
+            norm.append(str(ipaddress.IPv6Network(str(pfx), strict=True)))
+        except ValueError:
+            raise ConfigError(f"dataplane.underlay-prefixes[{i}]", pfx, "is not an IPv6 prefix") from None
+    if tenancy is not None and norm and tenancy.locator not in norm:
+        norm.insert(0, tenancy.locator)
+    mtu = raw.get("endpoint-mtu")
+    return DataplaneSettings(
+        enabled=_bool("dataplane.enabled", raw.get("enabled", fib_enabled)),
+        tunnel_source=src,
+        underlay_prefixes=tuple(norm),
+        endpoint_mtu=None if mtu is None else _int("dataplane.endpoint-mtu", mtu, 1280, 65535),
+        nftables=_bool("dataplane.nftables", raw.get("nftables", True)),
+        rate_limits=_bool("dataplane.rate-limits", raw.get("rate-limits", True)),
     )
 
 

@@ -31,13 +31,14 @@ from .table.export import ExportContext, export_path
 from .table.nexthop import NexthopTracker
 from .table.path import LOCAL, Path
 from .table.rib import Destination, LocRib
-from .wire.constants import IPV4_UNICAST, IPV6_UNICAST, SUPPORTED_FAMILIES, CeaseSubcode, ErrorCode, Family
+from .wire.constants import IPV4_UNICAST, IPV6_UNICAST, SUPPORTED_FAMILIES, VPNV4, VPNV6, CeaseSubcode, ErrorCode, Family
 from .wire.notification import Notification
 from .wire.route_refresh import SUBTYPE_BORR, SUBTYPE_EORR, SUBTYPE_REQUEST, RouteRefresh
 from .wire.update import Update
 
 log = logging.getLogger("l3fab.speaker")
 UNICAST = (IPV4_UNICAST, IPV6_UNICAST)
+VPN = (VPNV4, VPNV6)
 
 
 class ApiError(Exception):
@@ -45,7 +46,7 @@ class ApiError(Exception):
 
 
 class Speaker:
-    def __init__(self, config: NodeConfig, fib=None) -> None:
+    def __init__(self, config: NodeConfig, fib=None, dataplane=None) -> None:
         self.config = config
         self.restarting = False
         self.fib = fib
@@ -70,6 +71,14 @@ class Speaker:
             from tenancy.intent import Intent
 
             self.intent = Intent.load(config.tenancy_state_file, config.tenancy)
+        self.tenants = None  # TenantPlane: VRF imports and the dataplane
+        if self.intent is not None:
+            from dataplane.intent import DataplaneSettings
+
+            from .tenant_plane import TenantPlane
+
+            self.tenants = TenantPlane(self.intent, config.dataplane or DataplaneSettings(enabled=False), dataplane,
+                                       config.maximum_paths, self._vpn_best)
 
     # ------------------------------------------------------------------ policies
 
@@ -92,6 +101,12 @@ class Speaker:
         loop = asyncio.get_running_loop()
         if self.fib is not None:
             self.restarting = await loop.run_in_executor(None, self.fib.start)
+        if self.tenants is not None:
+            had = self.tenants.start()
+            self.restarting = self.restarting or (had and self.tenants.dataplane is not None)
+            if self.tenants.dataplane is not None:
+                self._tasks.append(loop.create_task(self._dataplane_loop()))
+        if self.fib is not None or (self.tenants is not None and self.tenants.dataplane is not None):
             if self.restarting:
                 log.info("found forwarding state of a previous run: graceful restart (stale FIB routes "
                          "are removed once every peer sent End-of-RIB, or after %ss)", self.config.convergence_timeout)
@@ -140,6 +155,8 @@ class Speaker:
         await asyncio.sleep(0.05)  # let the Cease notifications flush
         if self.fib is not None and not graceful:
             self.fib.clear()
+        if self.tenants is not None and not graceful:
+            self.tenants.clear()
 
     @property
     def listen_port(self) -> int:
@@ -365,8 +382,11 @@ class Speaker:
 
     # ------------------------------------------------------------------ convergence (FIB)
 
+    def _forwarding(self) -> bool:
+        return self.fib is not None or (self.tenants is not None and self.tenants.dataplane is not None)
+
     def _check_converged(self) -> None:
-        if self.converged_at is not None or self.fib is None:
+        if self.converged_at is not None or not self._forwarding():
             return
         for p in self.peers:
             if not p.enabled:
@@ -388,6 +408,8 @@ class Speaker:
         if self.fib is not None and self.restarting:
             self._fib_resync()
         removed = self.fib.converged() if self.fib is not None else 0
+        if self.tenants is not None:
+            self.tenants.converged()
         log.info("RIB converged (%s); %s stale FIB routes removed", why, removed)
 
     # ------------------------------------------------------------------ flushing
@@ -439,6 +461,10 @@ class Speaker:
                 p.send_raw(p.rib_out.flush(p.session.negotiated.codec))
         if self.fib is not None and not self._fib_deferred():
             self.fib.apply([d for fam, ds in changed if fam in UNICAST for d in ds], self.peer_interfaces())
+        if self.tenants is not None:
+            vpn = [d for fam, ds in changed if fam in VPN for d in ds]
+            if vpn:
+                self.tenants.on_changes(vpn)
 
     def _fib_deferred(self) -> bool:
         """RFC 4724 section 4.1: after a restart, route selection for forwarding waits for
@@ -525,6 +551,23 @@ class Speaker:
         self._intent_routes = wanted
         self.schedule_flush()
 
+    def _vpn_best(self):
+        for fam in VPN:
+            yield from self.ribs[fam].best_paths()
+
+    async def _dataplane_loop(self) -> None:
+        """Endpoints waiting for their interface are plumbed when it appears (every 1 s);
+        every 30 s the local objects are reconciled (level-triggered repair)."""
+        n = 0
+        while True:
+            await asyncio.sleep(1.0)
+            n += 1
+            try:
+                if not self.tenants.retry_waiting() and n % 30 == 0:
+                    self.tenants.reconcile()
+            except Exception:  # noqa: BLE001 - the loop must survive; the error is logged
+                log.exception("dataplane reconcile failed")
+
     def _intent_call(self, method: str, params: dict):
         if self.intent is None:
             raise ApiError("tenancy: this node has no tenancy section in its config")
@@ -555,9 +598,16 @@ class Speaker:
         else:
             raise ApiError(f"method: {method!r} is not an API method")
         self._sync_intent()
+        if self.tenants is not None:
+            self.tenants.sync()
         return out.to_dict() if out is not None else {"done": True}
 
     # ------------------------------------------------------------------ API views
+
+    def _tenant_plane(self):
+        if self.tenants is None:
+            raise ApiError("tenancy: this node has no tenancy section in its config")
+        return self.tenants
 
     def find_peer(self, key: str) -> Peer:
         for p in self.peers:
@@ -660,6 +710,14 @@ class Speaker:
             fams = [_family(params["family"])] if params.get("family") else list(SUPPORTED_FAMILIES)
             limit = int(params["limit"]) if params.get("limit") else None
             return [r for f in fams for r in self.loc_rib_view(f, params.get("prefix"), limit)]
+        if method == "fib" and params.get("vrf"):
+            return self._tenant_plane().fib(str(params["vrf"]))
+        if method == "vrfs":
+            return self._tenant_plane().vrfs()
+        if method == "endpoints":
+            return self._tenant_plane().endpoints(params.get("tenant"))
+        if method == "dataplane":
+            return self._tenant_plane().summary()
         if method == "fib":
             if self.fib is None:
                 raise ApiError("fib: the FIB is disabled on this node (fib.enabled: false)")

@@ -1,0 +1,394 @@
+"""The Linux kernel backend: makes the kernel match a DataplaneSpec plus the
+remote routes the speaker imported, and nothing else.
+
+Level-triggered, like :mod:`fib`: every ``apply`` reads what l3fab's tagged
+objects look like now and changes only the difference, so running it again, or
+after a restart, changes nothing that is already right (no flap, counters kept).
+
+- routes (tenant tables, SID and handle routes in main): one :class:`fib.Fib` for
+  protocol 211; stale ones are deleted only once the speaker has converged;
+- ip rules: priorities 90/100 with protocol 211;
+- gateway addresses, link MTU/state, per-interface sysctls: on endpoint links only;
+- VRF devices where the kernel has them (``l3v-<vni>``), else ``ip rule iif``;
+- nftables table ``inet l3fab`` (:mod:`dataplane.nft`) and tc (:mod:`dataplane.tc`).
+
+An endpoint whose interface does not exist yet (a VM not started) is left out
+and reported as waiting; :meth:`apply` picks it up once the interface appears.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+from dataclasses import replace
+from typing import Iterable
+
+from fib.controller import Fib
+from fib.model import FibRoute
+
+from . import plan as planner
+from .iproute import DataplaneError, Ip, Rule, read_sysctl, write_sysctl
+from .model import (
+    ENCAP_OVERHEAD,
+    GATEWAY6,
+    RTPROT_L3FAB_VRF,
+    RULE_PREFS,
+    VRF_PREFIX,
+    DataplaneSpec,
+    RemoteRoute,
+)
+
+log = logging.getLogger("l3fab.dataplane")
+
+GLOBAL_SYSCTLS = {"net.ipv4.ip_forward": "1", "net.ipv6.conf.all.forwarding": "1"}
+PORT_SYSCTLS = {("ipv4", "rp_filter"): "0",  # source validation is nftables' job (per endpoint, exact)
+                ("ipv6", "accept_ra"): "0",
+                ("ipv6", "addr_gen_mode"): "1"}  # none: the host side's only link-local is fe80::1
+
+
+def interface_exists(ifname: str) -> bool:
+    try:
+        socket.if_nametoindex(ifname)
+        return True
+    except OSError:
+        return False
+
+
+class LinuxDataplane:
+    def __init__(self, *, fib: Fib | None = None, ip: Ip | None = None, features=None,
+                 uplinks: Iterable[str] = (), use_nft: bool = True, use_tc: bool = True) -> None:
+        self.fib = fib if fib is not None else Fib(protocol=RTPROT_L3FAB_VRF)
+        self.ip = ip or Ip()
+        self._features = features
+        self.uplinks = tuple(uplinks)
+        self.use_nft = use_nft
+        self.use_tc = use_tc
+        self.spec: DataplaneSpec | None = None
+        self.applied: DataplaneSpec | None = None  # the spec with only ports whose interface exists
+        self.waiting: dict[str, str] = {}  # endpoint -> why it is not plumbed
+        self.local: dict[int, dict[str, FibRoute]] = {}
+        self.remote: dict[int, dict[str, FibRoute]] = {}
+        self.errors: list[str] = []
+        self.endpoint_mtu: int | None = None
+        self.preserved = 0
+
+    # ------------------------------------------------------------------ features
+
+    @property
+    def features(self):
+        if self._features is None:
+            from .features import detect
+
+            self._features = detect()
+        return self._features
+
+    @property
+    def vrf_devices(self) -> bool:
+        return bool(getattr(self.features, "vrf", False))
+
+    # ------------------------------------------------------------------ life cycle
+
+    def start(self) -> bool:
+        """Read what a previous run left; True when tenant forwarding state exists."""
+        self.fib.start()
+        self.preserved = sum(1 for _ in self.fib.installed())
+        return self.preserved > 0
+
+    def converged(self) -> None:
+        """The speaker has its full RIB: stale tenant routes may go now."""
+        self._record(self.fib.converged().errors)
+
+    def _record(self, errors: Iterable[str]) -> None:
+        for e in errors:
+            log.error("dataplane: %s", e)
+            self.errors = (self.errors + [str(e)])[-50:]
+
+    # ------------------------------------------------------------------ local state
+
+    def underlay_mtu(self) -> int | None:
+        mtus = []
+        for ifname in self.uplinks:
+            link = self.ip.link(ifname)
+            if link and link.get("mtu"):
+                mtus.append(int(link["mtu"]))
+        return min(mtus) if mtus else None
+
+    def apply(self, spec: DataplaneSpec) -> list[str]:
+        """Make the kernel hold ``spec``; returns the errors (also kept in ``errors``)."""
+        self.spec = spec
+        errors: list[str] = []
+        ready = []
+        self.waiting = {}
+        for port in spec.ports:
+            if interface_exists(port.ifname):
+                ready.append(port)
+            else:
+                self.waiting[port.name] = f"interface {port.ifname} does not exist (yet)"
+        spec_now = replace(spec, ports=tuple(ready))
+        self.applied = spec_now
+        mtu = spec.endpoint_mtu
+        if mtu is None:
+            under = self.underlay_mtu()
+            mtu = under - ENCAP_OVERHEAD if under else None
+        self.endpoint_mtu = mtu
+        plan = planner.build(spec_now, self.vrf_devices)
+        for step in (self._sysctls, self._tunnel_source, self._links, self._vrf_devices,
+                     self._addresses, self._rules, self._routes, self._nft, self._tc):
+            try:
+                errors += step(spec_now, plan) or []
+            except DataplaneError as e:
+                errors.append(str(e))
+        self._record(errors)
+        return errors
+
+    def _sysctls(self, spec: DataplaneSpec, plan) -> list[str]:
+        errors = []
+        for key, value in GLOBAL_SYSCTLS.items():
+            try:
+                write_sysctl(key, value)
+            except DataplaneError as e:
+                errors.append(str(e))
+        for port in spec.ports:
+            for (fam, name), value in PORT_SYSCTLS.items():
+                try:
+                    write_sysctl(("net", fam, "conf", port.ifname, name), value)
+                except DataplaneError as e:
+                    errors.append(f"endpoint {port.name}: {e}")
+        return errors
+
+    def _tunnel_source(self, spec: DataplaneSpec, plan) -> list[str]:
+        if self.ip.tunsrc() != spec.tunnel_source:
+            self.ip.run("sr", "tunsrc", "set", spec.tunnel_source)
+        return []
+
+    def _links(self, spec: DataplaneSpec, plan) -> list[str]:
+        errors = []
+        for port in spec.ports:
+            link = self.ip.link(port.ifname)
+            if link is None:
+                continue
+            try:
+                if self.endpoint_mtu and int(link.get("mtu", 0)) != self.endpoint_mtu:
+                    self.ip.run("link", "set", "dev", port.ifname, "mtu", str(self.endpoint_mtu),
+                                what=f"endpoint {port.name}: mtu {self.endpoint_mtu} on {port.ifname}")
+                if "UP" not in link.get("flags", []):
+                    self.ip.run("link", "set", "dev", port.ifname, "up", what=f"endpoint {port.name}: {port.ifname} up")
+            except DataplaneError as e:
+                errors.append(str(e))
+        return errors
+
+    def _vrf_devices(self, spec: DataplaneSpec, plan) -> list[str]:
+        if not self.vrf_devices:
+            return []
+        errors = []
+        have = {l["ifname"]: l for l in self.ip.links()}
+        for name, table in plan.vrf_devices.items():
+            link = have.get(name)
+            kind = ((link or {}).get("linkinfo") or {})
+            if link is not None and (kind.get("info_data") or {}).get("table") != table:
+                self.ip.run("link", "del", "dev", name)
+                link = None
+            if link is None:
+                self.ip.run("link", "add", name, "type", "vrf", "table", str(table))
+            self.ip.run("link", "set", "dev", name, "up")
+        for name in have:
+            if name.startswith(VRF_PREFIX) and name not in plan.vrf_devices:
+                self.ip.run("link", "del", "dev", name)
+        for ifname, master in plan.enslave.items():
+            if (have.get(ifname) or {}).get("master") != master:
+                try:
+                    self.ip.run("link", "set", "dev", ifname, "master", master)
+                except DataplaneError as e:
+                    errors.append(str(e))
+        return errors
+
+    def _addresses(self, spec: DataplaneSpec, plan) -> list[str]:
+        errors = []
+        for ifname, wanted in plan.addresses.items():
+            have = {(a, p) for a, p, _s in self.ip.addresses(ifname)}
+            for addr, plen in wanted:
+                if (addr, plen) in have:
+                    continue
+                args = ["addr", "add", f"{addr}/{plen}", "dev", ifname]
+                if ":" not in addr and ifname != "lo":
+                    args += ["scope", "link"]
+                if ":" in addr:
+                    args = ["-6", *args, "nodad"]
+                try:
+                    self.ip.run(*args, what=f"address {addr}/{plen} on {ifname}")
+                except DataplaneError as e:
+                    errors.append(str(e))
+            if ifname != "lo":  # the host side of an endpoint link: no other link-local
+                for addr, plen, _scope in self.ip.addresses(ifname):
+                    if addr.startswith("fe80:") and addr != GATEWAY6:
+                        self.ip.run("-6", "addr", "del", f"{addr}/{plen}", "dev", ifname)
+        return errors
+
+    def _ours(self, rule: Rule) -> bool:
+        return rule.pref in RULE_PREFS and rule.protocol in (RTPROT_L3FAB_VRF, None)
+
+    def _rules(self, spec: DataplaneSpec, plan) -> list[str]:
+        errors = []
+        wanted = {r.identity(): r for r in plan.rules}
+        for fam in (4, 6):
+            have = [r for r in self.ip.rules(fam) if self._ours(r)]
+            seen = set()
+            for r in have:
+                if r.identity() in wanted and r.identity() not in seen:
+                    seen.add(r.identity())
+                    continue
+                try:
+                    self.ip.run(f"-{fam}", "rule", "del", *r.args())
+                except DataplaneError as e:
+                    errors.append(str(e))
+            for ident, r in wanted.items():
+                if r.family == fam and ident not in seen:
+                    try:
+                        self.ip.run(f"-{fam}", "rule", "add", *r.args())
+                    except DataplaneError as e:
+                        errors.append(str(e))
+        return errors
+
+    def _routes(self, spec: DataplaneSpec, plan) -> list[str]:
+        self.local = plan.routes
+        tables = set(self.local) | set(self.remote) | set(self.fib._routes)
+        with self.fib.batch() as box:
+            for table in tables:
+                self.fib.set_desired(table, self._table(table), apply=False)
+        return [str(e) for e in (box.value.errors if box.value else [])]
+
+    def _table(self, table: int) -> dict[str, FibRoute]:
+        out = dict(self.remote.get(table, {})) if table in self._tenant_tables() else {}
+        out.update(self.local.get(table, {}))  # a local endpoint wins over a remote copy of itself
+        return out
+
+    def _tenant_tables(self) -> set[int]:
+        return {v.table for v in self.spec.vrfs} if self.spec else set()
+
+    def _nft(self, spec: DataplaneSpec, plan) -> list[str]:
+        if not self.use_nft:
+            return []
+        from . import nft
+
+        nft.apply(spec)
+        return []
+
+    def _tc(self, spec: DataplaneSpec, plan) -> list[str]:
+        if not self.use_tc:
+            return []
+        from . import tc
+
+        result = tc.apply(spec.ports)
+        return list(getattr(result, "errors", []) or [])
+
+    # ------------------------------------------------------------------ remote routes
+
+    def set_remote(self, routes: Iterable[RemoteRoute]) -> list[str]:
+        """Install (sids) or remove (no sids) remote tenant routes, in one batch."""
+        tenant_tables = self._tenant_tables()
+        with self.fib.batch() as box:
+            for r in routes:
+                table = self.remote.setdefault(r.table, {})
+                local = self.local.get(r.table, {})
+                if r.sids and r.table in tenant_tables:
+                    fr = planner.remote_route(r)
+                    table[fr.prefix] = fr
+                    if fr.prefix not in local:
+                        self.fib.update(fr)
+                else:
+                    prefix = _canonical(r.prefix)
+                    if table.pop(prefix, None) is not None and prefix not in local:
+                        self.fib.remove(r.table, prefix)
+        errors = [str(e) for e in (box.value.errors if box.value else [])]
+        self._record(errors)
+        return errors
+
+    def replace_remote(self, routes: Iterable[RemoteRoute]) -> list[str]:
+        """Make ``routes`` the whole remote content of every tenant table."""
+        new: dict[int, dict[str, FibRoute]] = {}
+        for r in routes:
+            if r.sids:
+                fr = planner.remote_route(r)
+                new.setdefault(r.table, {})[fr.prefix] = fr
+        self.remote = new
+        tables = set(self.local) | set(new) | set(self.fib._routes)
+        with self.fib.batch() as box:
+            for table in tables:
+                self.fib.set_desired(table, self._table(table), apply=False)
+        errors = [str(e) for e in (box.value.errors if box.value else [])]
+        self._record(errors)
+        return errors
+
+    # ------------------------------------------------------------------ full stop
+
+    def clear(self) -> list[str]:
+        """Remove everything l3fab put in the kernel for tenants (a full stop)."""
+        empty = DataplaneSpec(locator=self.spec.locator if self.spec else "::/128",
+                              tunnel_source=self.spec.tunnel_source if self.spec else "::1")
+        errors: list[str] = []
+        self.remote = {}
+        self.local = {}
+        with self.fib.batch():
+            for table in list(self.fib._routes):
+                self.fib.set_desired(table, {}, apply=False)
+        self._record(self.fib.converged().errors)
+        for fam in (4, 6):
+            for r in self.ip.rules(fam):
+                if self._ours(r):
+                    try:
+                        self.ip.run(f"-{fam}", "rule", "del", *r.args())
+                    except DataplaneError as e:
+                        errors.append(str(e))
+        if self.use_nft:
+            from . import nft
+
+            nft.remove()
+        if self.use_tc:
+            from . import tc
+
+            tc.apply(empty.ports, previous=self.applied.ports if self.applied else ())
+        for port in (self.applied.ports if self.applied else ()):
+            for addr, plen in (("169.254.0.1", 32), (GATEWAY6, 64)):
+                self.ip.batch([f"addr del {addr}/{plen} dev {port.ifname}"])
+        if self.vrf_devices:
+            for link in self.ip.links():
+                if link["ifname"].startswith(VRF_PREFIX):
+                    self.ip.batch([f"link del dev {link['ifname']}"])
+        return errors
+
+    # ------------------------------------------------------------------ views
+
+    def rules_view(self) -> list[dict]:
+        out = []
+        for fam in (4, 6):
+            for r in self.ip.rules(fam):
+                if self._ours(r):
+                    out.append({"family": fam, "pref": r.pref, "iif": r.iif, "from": r.src, "table": r.table})
+        return out
+
+    def summary(self) -> dict:
+        feats = self.features
+        return {
+            "backend": "linux",
+            "vrf_mode": "vrf-device" if self.vrf_devices else "ip-rule (no VRF devices in this kernel)",
+            "features": feats.summary() if hasattr(feats, "summary") else {},
+            "tunnel_source": self.ip.tunsrc(),
+            "endpoint_mtu": self.endpoint_mtu,
+            "underlay_mtu": self.underlay_mtu(),
+            "rules": self.rules_view(),
+            "routes": {t: len(rs) for t, rs in sorted(self.fib._routes.items())},
+            "remote_routes": sum(len(t) for t in self.remote.values()),
+            "waiting": dict(self.waiting),
+            "converged": self.fib.is_converged,
+            "preserved_at_start": self.preserved,
+            "errors": self.errors[-10:],
+        }
+
+
+def _canonical(prefix: str) -> str:
+    import ipaddress
+
+    return str(ipaddress.ip_network(prefix, strict=False))
+
+
+def sysctl_state(ifname: str) -> dict:
+    return {f"{fam}.{name}": read_sysctl(("net", fam, "conf", ifname, name)) for fam, name in PORT_SYSCTLS}

@@ -1,0 +1,180 @@
+"""The host's tenant side, glued together: intent -> dataplane spec, VPN Loc-RIB ->
+VRF imports -> remote routes, and the views behind ``show vrf|endpoints|dataplane``.
+
+The dataplane may be absent (``dataplane.enabled: false``, or a node without a
+FIB): imports are still computed, so ``show vrf`` and ``show fib --vrf`` say what
+would be installed.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+from typing import Callable, Iterable
+
+from dataplane.intent import DataplaneSettings, build_spec
+
+from .vrf_import import VrfImporter
+
+log = logging.getLogger("l3fab.tenants")
+
+
+def _ifname(index) -> str | None:
+    try:
+        return socket.if_indextoname(index) if index else None
+    except OSError:
+        return None
+
+
+class TenantPlane:
+    def __init__(self, intent, settings: DataplaneSettings, dataplane=None, maximum_paths: int = 64,
+                 vpn_destinations: Callable[[], Iterable] = lambda: ()) -> None:
+        self.intent = intent
+        self.settings = settings
+        self.dataplane = dataplane
+        self.maximum_paths = maximum_paths
+        self.vpn_destinations = vpn_destinations
+        self.importer = self._new_importer()
+        self.spec = None
+        self.errors: list[str] = []
+
+    def _new_importer(self) -> VrfImporter:
+        tables = {t.name: t.table for t in self.intent.tenants()}
+        return VrfImporter(self.intent.import_policy(), tables, self.maximum_paths)
+
+    # ------------------------------------------------------------------ life cycle
+
+    def start(self) -> bool:
+        """Read the kernel; put the local part (from the store) in place at once."""
+        had_state = self.dataplane.start() if self.dataplane is not None else False
+        self.sync()
+        return had_state
+
+    def sync(self) -> None:
+        """After an intent change: local plumbing, then every import decided again."""
+        self.spec = build_spec(self.intent.node.locator, self.intent.tenants(), self.intent.endpoints(), self.settings)
+        if self.dataplane is not None:
+            self.errors = self.dataplane.apply(self.spec)
+        self.importer = self._new_importer()
+        self.importer.update(self.vpn_destinations())
+        if self.dataplane is not None:
+            self.errors += self.dataplane.replace_remote(self.importer.routes())
+
+    def retry_waiting(self) -> bool:
+        """Plumb endpoints whose interface has appeared since; True if something was done."""
+        if self.dataplane is None or not self.dataplane.waiting:
+            return False
+        from dataplane.linux import interface_exists
+
+        names = {p.name: p.ifname for p in self.spec.ports} if self.spec else {}
+        if any(interface_exists(names.get(n, "")) for n in self.dataplane.waiting):
+            self.errors = self.dataplane.apply(self.spec)
+            return True
+        return False
+
+    def reconcile(self) -> None:
+        """Level-triggered repair of local objects (someone deleted a rule, an address...)."""
+        if self.dataplane is not None and self.spec is not None:
+            self.errors = self.dataplane.apply(self.spec)
+
+    def on_changes(self, dests: list) -> None:
+        routes = self.importer.update(dests)
+        if routes and self.dataplane is not None:
+            self.errors = (self.errors + self.dataplane.set_remote(routes))[-50:]
+
+    def converged(self) -> None:
+        if self.dataplane is not None:
+            self.dataplane.converged()
+
+    def clear(self) -> None:
+        if self.dataplane is not None:
+            self.dataplane.clear()
+
+    # ------------------------------------------------------------------ views
+
+    def table_of(self, vrf: str) -> int:
+        return self.intent.tenant(vrf).table  # IntentError names the tenant
+
+    def vrfs(self) -> list[dict]:
+        counts: dict[int, int] = {}
+        for t, _p in self.importer._vrf:
+            counts[t] = counts.get(t, 0) + 1
+        mode = None
+        if self.dataplane is not None:
+            mode = "vrf-device" if self.dataplane.vrf_devices else "ip-rule"
+        out = []
+        for t in self.intent.tenants():
+            row = t.to_dict()
+            row["imported_routes"] = counts.get(t.table, 0)
+            row["mode"] = mode or "no dataplane"
+            out.append(row)
+        return out
+
+    def fib(self, vrf: str) -> list[dict]:
+        table = self.table_of(vrf)
+        if self.dataplane is None:
+            return [{"table": r["table"], "prefix": r["prefix"], "kind": "seg6 (not installed: no dataplane)",
+                     "sids": r["sids"]} for r in self.importer.view(table)]
+        out = []
+        for r in self.dataplane.fib.installed(table):
+            hops = []
+            for h in r.nexthops:
+                hop = {"gateway": h.gateway, "ifname": h.ifname or _ifname(h.ifindex)}
+                if h.encap is not None:
+                    hop["encap"] = {"mode": "encap.red" if h.encap.mode == 3 else "encap", "segs": list(h.encap.segs)}
+                hops.append(hop)
+            out.append({"table": r.table, "prefix": r.prefix, "kind": r.kind.name.lower(), "nexthops": hops})
+        return out
+
+    def _counters(self) -> dict:
+        if self.dataplane is None or not self.dataplane.use_nft:
+            return {}
+        from dataplane import nft
+
+        try:
+            return nft.counters()
+        except Exception as e:  # noqa: BLE001 - a view must not fail on a missing tool
+            return {"error": str(e)}
+
+    def _rates(self) -> dict:
+        if self.dataplane is None or not self.dataplane.use_tc or self.spec is None:
+            return {}
+        from dataplane import tc
+
+        try:
+            return tc.stats(self.spec.ports)
+        except Exception as e:  # noqa: BLE001
+            return {"error": str(e)}
+
+    def endpoints(self, tenant: str | None = None) -> list[dict]:
+        counters = self._counters()
+        rates = self._rates()
+        ports = {p.name: p for p in (self.spec.ports if self.spec else ())}
+        waiting = self.dataplane.waiting if self.dataplane is not None else {}
+        out = []
+        for e in self.intent.endpoints(tenant):
+            row = e.to_dict()
+            port = ports.get(e.name)
+            row["handle4"] = port.handle4 if port else None
+            if self.dataplane is None:
+                row["status"] = "no dataplane"
+            else:
+                row["status"] = f"waiting: {waiting[e.name]}" if e.name in waiting else "plumbed"
+            row["counters"] = counters.get(e.name, {}) if isinstance(counters, dict) else {}
+            row["rate"] = rates.get(e.name) if isinstance(rates, dict) else None
+            out.append(row)
+        return out
+
+    def summary(self) -> dict:
+        out = {"vrfs": len(self.intent.tenants()), "endpoints": len(self.intent.endpoints()),
+               "imported_routes": len(self.importer._vrf), "errors": self.errors[-10:]}
+        if self.spec is not None:
+            out["sids"] = [{"endpoint": p.name, "tenant": p.tenant, "sid4": p.sid4, "action4": "End.DX4" if p.sid4 else None,
+                            "nh4": p.handle4, "sid6": p.sid6, "action6": "End.DT6" if p.sid6 else None,
+                            "table": p.table, "interface": p.ifname} for p in self.spec.ports]
+        if self.dataplane is None:
+            out["backend"] = "none"
+            return out
+        out.update(self.dataplane.summary())
+        out["counters"] = self._counters()
+        out["rate_limits"] = self._rates()
+        return out
