@@ -31,6 +31,9 @@ tenant_app = typer.Typer(help="Tenants (VNIs) of this host.", no_args_is_help=Tr
 endpoint_app = typer.Typer(help="Tenant endpoints on this host.", no_args_is_help=True)
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(endpoint_app, name="endpoint")
+from .render import app as render_app  # noqa: E402 - sub-application
+
+app.add_typer(render_app, name="render")
 
 SocketOpt = typer.Option(None, "--socket", "-s", envvar="L3FAB_SOCKET", help="API socket of the running speaker.")
 JsonOpt = typer.Option(False, "--json", help="Machine-readable output.")

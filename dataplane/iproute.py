@@ -123,8 +123,8 @@ class Ip:
         return self.json("-d", "link", "show")
 
     def tunsrc(self) -> str | None:
-        out = self.run("sr", "tunsrc", "show").split()
-        return out[1] if len(out) >= 2 and out[0] == "tunsrc" else None
+        out = self.run("sr", "tunsrc", "show").split()  # "tunsrc addr 2001:db8::1"
+        return out[-1] if len(out) >= 2 and out[0] == "tunsrc" and out[-1] != "::" else None
 
 
 def _proto(value) -> int | None:

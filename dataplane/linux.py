@@ -131,7 +131,7 @@ class LinuxDataplane:
             mtu = under - ENCAP_OVERHEAD if under else None
         self.endpoint_mtu = mtu
         plan = planner.build(spec_now, self.vrf_devices)
-        for step in (self._sysctls, self._tunnel_source, self._links, self._vrf_devices,
+        for step in (self._sysctls, self._tunnel_source, self._anchor, self._links, self._vrf_devices,
                      self._addresses, self._rules, self._routes, self._nft, self._tc):
             try:
                 errors += step(spec_now, plan) or []
@@ -158,6 +158,28 @@ class LinuxDataplane:
     def _tunnel_source(self, spec: DataplaneSpec, plan) -> list[str]:
         if self.ip.tunsrc() != spec.tunnel_source:
             self.ip.run("sr", "tunsrc", "set", spec.tunnel_source)
+        return []
+
+    def _anchor(self, spec: DataplaneSpec, plan) -> list[str]:
+        """The device remote routes point at (see :mod:`dataplane.plan`)."""
+        name = planner.ENCAP_DEVICE
+        link = self.ip.link(name)
+        if link is None:
+            try:
+                self.ip.run("link", "add", name, "type", "dummy", what=f"anchor device {name}")
+            except DataplaneError:  # no dummy driver: a veth pair nobody else uses
+                self.ip.run("link", "add", name, "type", "veth", "peer", "name", planner.ENCAP_DEVICE_PEER,
+                            what=f"anchor device {name} (veth)")
+            link = self.ip.link(name)
+        mtu = (self.endpoint_mtu + ENCAP_OVERHEAD) if self.endpoint_mtu else 1500
+        if link is not None and int(link.get("mtu", 0)) != mtu:
+            self.ip.run("link", "set", "dev", name, "mtu", str(mtu), what=f"mtu {mtu} on {name}")
+            if self.ip.link(planner.ENCAP_DEVICE_PEER) is not None:
+                self.ip.run("link", "set", "dev", planner.ENCAP_DEVICE_PEER, "mtu", str(mtu))
+        for dev in (name, planner.ENCAP_DEVICE_PEER):
+            link = self.ip.link(dev)
+            if link is not None and "UP" not in link.get("flags", []):
+                self.ip.run("link", "set", "dev", dev, "up")
         return []
 
     def _links(self, spec: DataplaneSpec, plan) -> list[str]:
@@ -269,7 +291,10 @@ class LinuxDataplane:
             return []
         from . import nft
 
-        nft.apply(spec)
+        try:
+            nft.apply(spec)
+        except (nft.NftError, ValueError) as e:
+            return [f"nftables: {e}"]
         return []
 
     def _tc(self, spec: DataplaneSpec, plan) -> list[str]:
@@ -353,6 +378,8 @@ class LinuxDataplane:
             for link in self.ip.links():
                 if link["ifname"].startswith(VRF_PREFIX):
                     self.ip.batch([f"link del dev {link['ifname']}"])
+        if self.ip.link(planner.ENCAP_DEVICE) is not None:
+            self.ip.batch([f"link del dev {planner.ENCAP_DEVICE}"])
         return errors
 
     # ------------------------------------------------------------------ views

@@ -14,9 +14,13 @@ Per endpoint: the host side of its link owns 169.254.0.1/32 and fe80::1/64; the
               ``<handle>/32 dev <link>`` in main (End.DX4 resolves nh4 there, and the
               handle is unique per endpoint where the address may not be), and
               ``<sid6> End.DT6 table <tenant table>``.
-Remote:       ``<prefix> encap seg6 mode encap.red segs <SID> dev lo`` in the tenant
-              table; the outer packet is routed by the main table (ECMP over the
-              underlay), so the route does not depend on which uplink is up.
+Remote:       ``<prefix> encap seg6 mode encap.red segs <SID> dev l3fab0`` in the
+              tenant table; the outer packet is routed by the main table (ECMP over
+              the underlay), so the route does not depend on which uplink is up.
+              ``l3fab0`` is l3fab's own always-up anchor device (a dummy, or a veth
+              pair where the kernel has no dummy): IPv6 turns routes via ``lo`` into
+              reject routes, and routes via an uplink vanish when that link goes
+              down.  Its MTU bounds the route MTU, so it is the underlay's.
 """
 from __future__ import annotations
 
@@ -38,7 +42,8 @@ from .model import (
 )
 
 MAIN = 254
-ENCAP_DEVICE = "lo"
+ENCAP_DEVICE = "l3fab0"
+ENCAP_DEVICE_PEER = "l3fab0-peer"  # only when the anchor is a veth pair
 
 
 @dataclass(frozen=True)

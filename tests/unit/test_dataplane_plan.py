@@ -86,7 +86,7 @@ def test_plan_rules_routes_and_decap(tmp_path):
 def test_remote_route_ecmp_over_sids():
     r = remote_route(RemoteRoute(1001, "10.0.0.2/32", ("2001:db8:0:3::100", "2001:db8:0:2::100")))
     assert [h.encap.segs[0] for h in r.nexthops] == ["2001:db8:0:2::100", "2001:db8:0:3::100"]
-    assert all(h.ifname == "lo" and h.encap.mode == 3 for h in r.nexthops)
+    assert all(h.ifname == "l3fab0" and h.encap.mode == 3 for h in r.nexthops)
 
 
 def _dest(rd: str, prefix: str, nh: str, rts: list[str]) -> Destination:
