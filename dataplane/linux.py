@@ -70,6 +70,8 @@ class LinuxDataplane:
         self.errors: list[str] = []
         self.endpoint_mtu: int | None = None
         self.preserved = 0
+        self._previous_ports: tuple = ()
+        self.tc_notes: list[str] = []
 
     # ------------------------------------------------------------------ features
 
@@ -124,6 +126,7 @@ class LinuxDataplane:
             else:
                 self.waiting[port.name] = f"interface {port.ifname} does not exist (yet)"
         spec_now = replace(spec, ports=tuple(ready))
+        self._previous_ports = self.applied.ports if self.applied else ()
         self.applied = spec_now
         mtu = spec.endpoint_mtu
         if mtu is None:
@@ -203,20 +206,23 @@ class LinuxDataplane:
             return []
         errors = []
         have = {l["ifname"]: l for l in self.ip.links()}
+        created = set()
         for name, table in plan.vrf_devices.items():
             link = have.get(name)
             kind = ((link or {}).get("linkinfo") or {})
             if link is not None and (kind.get("info_data") or {}).get("table") != table:
-                self.ip.run("link", "del", "dev", name)
+                self.ip.run("link", "del", "dev", name)  # its ports are released: enslaved again below
                 link = None
             if link is None:
                 self.ip.run("link", "add", name, "type", "vrf", "table", str(table))
-            self.ip.run("link", "set", "dev", name, "up")
+                created.add(name)
+            if link is None or "UP" not in link.get("flags", []):
+                self.ip.run("link", "set", "dev", name, "up")
         for name in have:
             if name.startswith(VRF_PREFIX) and name not in plan.vrf_devices:
                 self.ip.run("link", "del", "dev", name)
         for ifname, master in plan.enslave.items():
-            if (have.get(ifname) or {}).get("master") != master:
+            if master in created or (have.get(ifname) or {}).get("master") != master:
                 try:
                     self.ip.run("link", "set", "dev", ifname, "master", master)
                 except DataplaneError as e:
@@ -302,8 +308,9 @@ class LinuxDataplane:
             return []
         from . import tc
 
-        result = tc.apply(spec.ports)
-        return list(getattr(result, "errors", []) or [])
+        result = tc.apply(spec.ports, previous=self._previous_ports)
+        self.tc_notes = list(result.notes)
+        return list(result.errors)
 
     # ------------------------------------------------------------------ remote routes
 
@@ -405,6 +412,7 @@ class LinuxDataplane:
             "routes": {t: len(rs) for t, rs in sorted(self.fib._routes.items())},
             "remote_routes": sum(len(t) for t in self.remote.values()),
             "waiting": dict(self.waiting),
+            "rate_limit_notes": self.tc_notes,
             "converged": self.fib.is_converged,
             "preserved_at_start": self.preserved,
             "errors": self.errors[-10:],

@@ -84,7 +84,7 @@ class TenantFabric:
         wait_until(self.established, timeout, 0.3, what="every session Established")
 
     def add_endpoint_ns(self, host: Host, name: str, tenant: str, ifname: str, ipv4: str | None = None,
-                        ipv6: str | None = None, register: bool = True) -> Endpoint:
+                        ipv6: str | None = None, register: bool = True, rate_limit: str | None = None) -> Endpoint:
         """An endpoint namespace on a veth, configured like a VM: /32 and /128, default
         routes via the host's gateway addresses; then ``endpoint add`` on the host."""
         ns = self.lab.add_namespace(f"ep-{name}")
@@ -93,7 +93,8 @@ class TenantFabric:
         ep = Endpoint(name, tenant, host, ns, ifname, ipv4, ipv6)
         host.endpoints[name] = ep
         if register:
-            host.api("endpoint_add", name=name, tenant=tenant, interface=ifname, ipv4=ipv4, ipv6=ipv6)
+            host.api("endpoint_add", name=name, tenant=tenant, interface=ifname, ipv4=ipv4, ipv6=ipv6,
+                     rate_limit=rate_limit)
         return ep
 
 

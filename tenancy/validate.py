@@ -17,6 +17,7 @@ from .node import SID_FIRST_INDEX, NodeSettings
 from .rate import parse_rate
 
 MAX_VNI = (1 << 24) - 1
+MIN_RATE = 8_000  # bit/s: below it tc's token-bucket timing overflows (see dataplane.tc)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _IFNAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")  # IFNAMSIZ - 1
 
@@ -98,9 +99,12 @@ def rate_limit(path: str, v: Any) -> int | None:
     if v is None or v == "":
         return None
     try:
-        return parse_rate(v)
+        rate = parse_rate(v)
     except ValueError as e:
         raise IntentError(path, v, str(e)) from None
+    if rate < MIN_RATE:
+        raise IntentError(path, v, f"is below {MIN_RATE} bit/s (8kbit), the slowest rate tc can shape")
+    return rate
 
 
 def tenant_spec(name_: Any, vni_: Any, families_: Any = "dual-stack", peers: Any = ()) -> TenantSpec:

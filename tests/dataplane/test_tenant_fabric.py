@@ -37,7 +37,7 @@ def fab(module_lab: Lab):
     fabric.tap = TapVm.start(module_lab, h2.ns, ifname="tap-a2", mac="02:00:00:00:0a:02", ipv4="10.0.0.2",
                              ipv6="fd00::2")
     h2.api("endpoint_add", name="a2", tenant="A", interface="tap-a2", ipv4="10.0.0.2", ipv6="fd00::2")
-    fabric.add_endpoint_ns(h2, "b2", "B", "vm-b2", "10.0.0.2", "fd00::2")
+    fabric.add_endpoint_ns(h2, "b2", "B", "vm-b2", "10.0.0.2", "fd00::2", rate_limit="50mbit")
     fabric.add_endpoint_ns(h3, "a3", "A", "vm-a3", "10.0.0.3", "fd00::3")
     fabric.add_endpoint_ns(h3, "c3", "C", "vm-c3", "10.9.0.3")
     for h in fabric.hosts:
@@ -312,3 +312,17 @@ def test_show_commands(fab):
     assert {r["iif"] for r in dp["rules"] if r["iif"]} == {"vm-a1", "vnet-b1"}
     text = h1.node.cli("show", "dataplane").stdout
     assert "tunnel_source: 2001:db8:0:1::1" in text and "SIDs (seg6local)" in text and "ip rules (l3fab)" in text
+
+
+def test_rate_limited_endpoint_has_its_shaper(fab):
+    h2 = fab.host(2)
+    rows = {r["name"]: r for r in h2.api("endpoints")}
+    assert rows["b2"]["rate"]["rate_limit"] == 50_000_000 and rows["a2"]["rate"]["rate_limit"] is None
+    out = json.loads(fab.lab.run(h2.ns, ["tc", "-j", "qdisc", "show", "dev", "vm-b2"]).stdout)
+    tbf = [q for q in out if q.get("kind") == "tbf" and q.get("handle") == "1a3f:"]
+    assert tbf and tbf[0]["options"]["rate"] in (50_000_000 // 8, "50Mbit")
+    sent_before = rows["b2"]["rate"]["sent_bytes"]
+    assert ping(fab, "b1", "10.0.0.2", count=3)
+    assert {r["name"]: r for r in h2.api("endpoints")}["b2"]["rate"]["sent_bytes"] > sent_before
+    out_a2 = json.loads(fab.lab.run(h2.ns, ["tc", "-j", "qdisc", "show", "dev", "tap-a2"]).stdout)
+    assert not [q for q in out_a2 if q.get("handle") == "1a3f:"]  # no limit asked: no shaper
