@@ -34,6 +34,7 @@ class TenantPlane:
         self.maximum_paths = maximum_paths
         self.vpn_destinations = vpn_destinations
         self.importer = self._new_importer()
+        self._import_key: tuple | None = None
         self.spec = None
         self.errors: list[str] = []
 
@@ -54,10 +55,16 @@ class TenantPlane:
         self.spec = build_spec(self.intent.node.locator, self.intent.tenants(), self.intent.endpoints(), self.settings)
         if self.dataplane is not None:
             self.errors = self.dataplane.apply(self.spec)
-        self.importer = self._new_importer()
-        self.importer.update(self.vpn_destinations())
-        if self.dataplane is not None:
-            self.errors += self.dataplane.replace_remote(self.importer.routes())
+        # Imports depend on the tenants (tables, route targets, peerings), not on the local
+        # endpoints (a next hop in our own locator is never imported, SID or not): an
+        # endpoint change does not re-decide a full table.
+        key = tuple((t.name, t.table, t.route_target, t.effective_peers) for t in self.intent.tenants())
+        if key != self._import_key:
+            self._import_key = key
+            self.importer = self._new_importer()
+            self.importer.update(self.vpn_destinations())
+            if self.dataplane is not None:
+                self.errors += self.dataplane.replace_remote(self.importer.routes())
 
     def retry_waiting(self) -> bool:
         """Plumb endpoints whose interface has appeared since; True if something was done."""
