@@ -45,12 +45,15 @@ PORT_SYSCTLS = {("ipv4", "rp_filter"): "0",  # source validation is nftables' jo
                 ("ipv6", "addr_gen_mode"): "1"}  # none: the host side's only link-local is fe80::1
 
 
-def interface_exists(ifname: str) -> bool:
+def interface_index(ifname: str) -> int | None:
     try:
-        socket.if_nametoindex(ifname)
-        return True
+        return socket.if_nametoindex(ifname)
     except OSError:
-        return False
+        return None
+
+
+def interface_exists(ifname: str) -> bool:
+    return interface_index(ifname) is not None
 
 
 class LinuxDataplane:
@@ -71,6 +74,7 @@ class LinuxDataplane:
         self.endpoint_mtu: int | None = None
         self.preserved = 0
         self._previous_ports: tuple = ()
+        self.seen_interfaces: dict[str, int | None] = {}  # endpoint interface -> ifindex at the last apply
         self.tc_notes: list[str] = []
 
     # ------------------------------------------------------------------ features
@@ -125,6 +129,7 @@ class LinuxDataplane:
                 ready.append(port)
             else:
                 self.waiting[port.name] = f"interface {port.ifname} does not exist (yet)"
+        self.seen_interfaces = {p.ifname: interface_index(p.ifname) for p in spec.ports}
         spec_now = replace(spec, ports=tuple(ready))
         self._previous_ports = self.applied.ports if self.applied else ()
         self.applied = spec_now
@@ -141,6 +146,24 @@ class LinuxDataplane:
             except DataplaneError as e:
                 errors.append(str(e))
         self._record(errors)
+        return errors
+
+    def interfaces_changed(self) -> bool:
+        """An endpoint interface appeared, vanished or was re-created since the last apply
+        (a VM started or stopped): its routes went with it in the kernel."""
+        return any(interface_index(name) != index for name, index in self.seen_interfaces.items())
+
+    def refresh(self) -> list[str]:
+        """Apply again after interfaces changed: re-resolve interface indexes, re-read the
+        kernel and put back what the kernel dropped with a vanished device."""
+        if self.spec is None:
+            return []
+        self.fib.kernel.forget_interfaces()
+        with self.fib.batch():
+            for table in list(self.local):  # re-encoded below with the new interface indexes
+                self.fib.set_desired(table, {}, apply=False)
+            errors = self.apply(self.spec)
+        self._record(self.fib.reconcile().errors)
         return errors
 
     def _sysctls(self, spec: DataplaneSpec, plan) -> list[str]:
@@ -252,7 +275,8 @@ class LinuxDataplane:
         return errors
 
     def _ours(self, rule: Rule) -> bool:
-        return rule.pref in RULE_PREFS and rule.protocol in (RTPROT_L3FAB_VRF, None)
+        # Both tags: a rule at the same priority without l3fab's protocol is someone else's.
+        return rule.pref in RULE_PREFS and rule.protocol == RTPROT_L3FAB_VRF
 
     def _rules(self, spec: DataplaneSpec, plan) -> list[str]:
         errors = []

@@ -556,14 +556,14 @@ class Speaker:
             yield from self.ribs[fam].best_paths()
 
     async def _dataplane_loop(self) -> None:
-        """Endpoints waiting for their interface are plumbed when it appears (every 1 s);
+        """Endpoints whose interface appears, vanishes or is re-created are (re)plumbed (every 1 s);
         every 30 s the local objects are reconciled (level-triggered repair)."""
         n = 0
         while True:
             await asyncio.sleep(1.0)
             n += 1
             try:
-                if not self.tenants.retry_waiting() and n % 30 == 0:
+                if not self.tenants.watch_interfaces() and n % 30 == 0:
                     self.tenants.reconcile()
             except Exception:  # noqa: BLE001 - the loop must survive; the error is logged
                 log.exception("dataplane reconcile failed")

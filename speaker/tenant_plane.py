@@ -66,17 +66,13 @@ class TenantPlane:
             if self.dataplane is not None:
                 self.errors += self.dataplane.replace_remote(self.importer.routes())
 
-    def retry_waiting(self) -> bool:
-        """Plumb endpoints whose interface has appeared since; True if something was done."""
-        if self.dataplane is None or not self.dataplane.waiting:
+    def watch_interfaces(self) -> bool:
+        """Plumb endpoints whose interface appeared, re-plumb those whose interface was
+        re-created; True if something was done."""
+        if self.dataplane is None or self.spec is None or not self.dataplane.interfaces_changed():
             return False
-        from dataplane.linux import interface_exists
-
-        names = {p.name: p.ifname for p in self.spec.ports} if self.spec else {}
-        if any(interface_exists(names.get(n, "")) for n in self.dataplane.waiting):
-            self.errors = self.dataplane.apply(self.spec)
-            return True
-        return False
+        self.errors = self.dataplane.refresh()
+        return True
 
     def reconcile(self) -> None:
         """Level-triggered repair of local objects (someone deleted a rule, an address...)."""
