@@ -34,6 +34,9 @@ app.add_typer(endpoint_app, name="endpoint")
 from .render import app as render_app  # noqa: E402 - sub-application
 
 app.add_typer(render_app, name="render")
+from .lab import app as lab_app  # noqa: E402 - sub-application
+
+app.add_typer(lab_app, name="lab")
 
 SocketOpt = typer.Option(None, "--socket", "-s", envvar="L3FAB_SOCKET", help="API socket of the running speaker.")
 JsonOpt = typer.Option(False, "--json", help="Machine-readable output.")

@@ -94,6 +94,15 @@ def l3fab_config(topology: Topology, node_name: str) -> dict[str, Any]:
                            "defaults": {"hold-time": HOLD, "connect-retry": 1}}
     if node.role == "host":
         cfg["tenancy"] = {"fabric-asn": topology.fabric_asn, "locator": node.locator, "state-file": STATE_FILE}
+        # Endpoints must never reach any underlay address: every locator and loopback of
+        # the fabric, listed exactly.  The endpoint links' MTU is the file's (both ends agree).
+        underlay = sorted({n.locator for n in topology.hosts} | {n.loopback for n in topology.nodes if n.loopback},
+                          key=lambda p: (p != node.locator, p))
+        dataplane: dict[str, Any] = {"underlay-prefixes": underlay}
+        mtus = [e.mtu for e in topology.endpoints_of(node.name) if e.mtu]
+        if mtus:
+            dataplane["endpoint-mtu"] = min(mtus)
+        cfg["dataplane"] = dataplane
     else:
         cfg["networks"] = [node.loopback]
     cfg["neighbors"] = neighbors
