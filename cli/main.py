@@ -196,8 +196,12 @@ def show_fib(table: Optional[int] = typer.Option(None, "--table", help="Kernel t
 
 
 @show.command("vrf")
-def show_vrf(sock: Optional[str] = SocketOpt, as_json: bool = JsonOpt) -> None:
+def show_vrf(rejected: bool = typer.Option(False, "--rejected", help="VPN routes not imported, and why."),
+             sock: Optional[str] = SocketOpt, as_json: bool = JsonOpt) -> None:
     """Tenant VRFs: table, RD, RT, peerings, local endpoints, imported routes."""
+    if rejected:
+        _print_rows("VPN routes not imported", _api(sock, "vrf_rejected"), ["route", "reason"], as_json)
+        return
     rows = _api(sock, "vrfs")
     if as_json:
         emit_json(rows)
@@ -218,7 +222,7 @@ def show_endpoints(tenant: Optional[str] = typer.Option(None, "--tenant"),
     flat = []
     for r in rows:
         c = r.get("counters") or {}
-        drops = {k: v.get("packets", 0) for k, v in c.items() if isinstance(v, dict)}
+        drops = {k: v.get("packets", 0) for k, v in c.items() if isinstance(v, dict) and k != "accepted"}
         flat.append({**r, "sids": " ".join(x for x in (r.get("sid4"), r.get("sid6")) if x),
                      "drops": " ".join(f"{k}={v}" for k, v in sorted(drops.items())) or "-",
                      "rate": r.get("rate_limit_text") or "-"})

@@ -18,7 +18,10 @@ def fail(message: str, code: int = 1):
     """Print one error line and exit (2 for bad input, 1 for daemon-side failures)."""
     import typer
 
-    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    from rich.markup import escape
+
+    # escaped: messages name fields like ``tenants[green].vni``, which rich would read as markup
+    Console(stderr=True).print(f"[bold red]error:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

@@ -20,6 +20,7 @@ class DataplaneSettings:
     endpoint_mtu: int | None = None  # default: underlay MTU - 40
     nftables: bool = True
     rate_limits: bool = True
+    reconcile_interval: float = 30.0  # seconds between level-triggered repairs
 
 
 def default_tunnel_source(locator: str) -> str:

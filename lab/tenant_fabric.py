@@ -131,7 +131,8 @@ def leaf_config(j: int, hosts: list[int]) -> dict[str, Any]:
         "multipath-relax": True, "fib": {"enabled": True},
         "neighbors": [{"name": f"h{i}", "interface": f"h{i}", "remote-as": "external",
                        "families": ["ipv6", "vpnv4", "vpnv6"], "connect-retry": 1, "hold-time": 9,
-                       "host-locator": locator(i), "ttl-security": True, "max-prefix": 1000} for i in hosts],
+                       "host-locator": locator(i), "ttl-security": True, "max-prefix": 1000,
+                       "keep-pre-policy": True} for i in hosts],
     }
 
 

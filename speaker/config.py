@@ -416,7 +416,7 @@ def _dataplane(raw: Any, fib_enabled: bool, tenancy) -> object:
     if not isinstance(raw, dict):
         raise ConfigError("dataplane", raw, "is not a mapping")
     _check_keys("dataplane", raw, {"enabled", "tunnel-source", "underlay-prefixes", "endpoint-mtu", "nftables",
-                                   "rate-limits"})
+                                   "rate-limits", "reconcile-interval"})
     if raw and tenancy is None:
         raise ConfigError("dataplane", "...", "needs a tenancy section (the dataplane serves tenant endpoints)")
     from dataplane.intent import DataplaneSettings
@@ -449,6 +449,7 @@ def _dataplane(raw: Any, fib_enabled: bool, tenancy) -> object:
         endpoint_mtu=None if mtu is None else _int("dataplane.endpoint-mtu", mtu, 1280, 65535),
         nftables=_bool("dataplane.nftables", raw.get("nftables", True)),
         rate_limits=_bool("dataplane.rate-limits", raw.get("rate-limits", True)),
+        reconcile_interval=_number("dataplane.reconcile-interval", raw.get("reconcile-interval", 30), 1, 3600),
     )
 
 

@@ -62,7 +62,7 @@ class Speaker:
         self._flush_handle: asyncio.Handle | None = None
         self._tasks: list[asyncio.Task] = []
         self._import_policies = {p.cfg.name: self._policy_for(p) for p in self.peers}
-        self._export_policies = {p.cfg.name: self._policy(p.cfg.export_policy) for p in self.peers}
+        self._export_policies = {p.cfg.name: self._export_policy_for(p) for p in self.peers}
         self._stale_timers: dict[str, asyncio.TimerHandle] = {}
         self.stopping = False  # no more table work: the forwarding state must stay as it is
         self.intent = None
@@ -86,6 +86,23 @@ class Speaker:
         if name is None:
             return None
         return self.config.policies.policies[name]
+
+    def _export_policy_for(self, peer: Peer):
+        """Configured, or on a host with tenants the host-export rule of ARCHITECTURE.md:
+        its locator, VPN routes whose next hop is one of its SIDs, and the prefixes its
+        config lists under ``networks`` - never a route learned from another host."""
+        if peer.cfg.export_policy:
+            return self._policy(peer.cfg.export_policy)
+        if self.config.role == "host" and self.config.tenancy is not None:
+            from .policy import parse_policy
+            from .policy.roles import host_export_config
+
+            cfg = host_export_config(self.config.tenancy.locator)
+            nets = [n["prefix"] for n in self.config.networks if not n.get("rd")]
+            if nets:
+                cfg["terms"].insert(0, {"name": "configured-networks", "match": {"prefix": nets}, "action": "accept"})
+            return parse_policy("host-export", cfg)
+        return None
 
     def _policy_for(self, peer: Peer):
         """The import policy: configured, or the leaf's per-host filter built from host-locator."""
@@ -557,13 +574,15 @@ class Speaker:
 
     async def _dataplane_loop(self) -> None:
         """Endpoints whose interface appears, vanishes or is re-created are (re)plumbed (every 1 s);
-        every 30 s the local objects are reconciled (level-triggered repair)."""
-        n = 0
+        every ``dataplane.reconcile-interval`` seconds the kernel is reconciled (level-triggered
+        repair of whatever someone changed)."""
+        every = self.tenants.settings.reconcile_interval
+        last = time.monotonic()
         while True:
             await asyncio.sleep(1.0)
-            n += 1
             try:
-                if not self.tenants.watch_interfaces() and n % 30 == 0:
+                if not self.tenants.watch_interfaces() and time.monotonic() - last >= every:
+                    last = time.monotonic()
                     self.tenants.reconcile()
             except Exception:  # noqa: BLE001 - the loop must survive; the error is logged
                 log.exception("dataplane reconcile failed")
@@ -714,6 +733,8 @@ class Speaker:
             return self._tenant_plane().fib(str(params["vrf"]))
         if method == "vrfs":
             return self._tenant_plane().vrfs()
+        if method == "vrf_rejected":
+            return self._tenant_plane().rejected()
         if method == "endpoints":
             return self._tenant_plane().endpoints(params.get("tenant"))
         if method == "dataplane":

@@ -75,9 +75,15 @@ class TenantPlane:
         return True
 
     def reconcile(self) -> None:
-        """Level-triggered repair of local objects (someone deleted a rule, an address...)."""
+        """Level-triggered repair (someone deleted a rule, an address, a route...): the
+        local objects are applied again and the routes re-read from the kernel."""
         if self.dataplane is not None and self.spec is not None:
             self.errors = self.dataplane.apply(self.spec)
+            self.errors += [str(e) for e in self.dataplane.fib.reconcile().errors]
+
+    def rejected(self) -> list[dict]:
+        """VPN routes offered to the import decision and not imported, with the reason."""
+        return [{"route": str(k), "reason": why} for k, why in sorted(self.importer.rejected.items(), key=str)]
 
     def on_changes(self, dests: list) -> None:
         routes = self.importer.update(dests)

@@ -42,7 +42,8 @@ def host(lab: Lab):
     lab.run(ns, ["nft", "add", "table", "inet", "someone"])
     cfg = {"router-id": "10.255.2.1", "asn": 4200000001, "graceful-restart": {"convergence-timeout": 1},
            "tenancy": {"fabric-asn": 65000, "locator": "2001:db8:0:1::/64",
-                       "state-file": str(lab.workdir / "intent.json")}}
+                       "state-file": str(lab.workdir / "intent.json")},
+           "dataplane": {"reconcile-interval": 2}}
     node = L3fabNode(lab, ns, cfg, log_level="info").start()
     node.api("tenant_create", name="X", vni=700)
     node.api("endpoint_add", name="x1", tenant="X", interface="vm-x1", ipv4="10.7.0.1", ipv6="fd07::1")
@@ -55,6 +56,13 @@ def test_repair_after_restart_interface_recreated_and_full_stop(host):
     assert len(good["rules"]) == 3 and "End.DX4" in good["routes"] and "vm-x1" in good["nft"]
     assert "169.254.0.1/32" in good["gateway"] and "fe80::1/64" in good["gateway"] and good["anchor"]
     assert lab.run(ns, ["ping", "-c", "1", "-W", "1", "10.7.0.1"], check=False).returncode != 0  # host is not in X
+    # someone deletes a tenant route, a SID route and a rule while l3fab runs: repaired
+    table = node.api("tenant_show", name="X")["table"]
+    sid6 = node.api("endpoint_show", name="x1")["sid6"]
+    ns.ip("route", "del", "10.7.0.1/32", "table", str(table))
+    ns.ip("-6", "route", "del", f"{sid6}/128")
+    ns.ip("-6", "rule", "del", "pref", "90")
+    wait_until(lambda: snapshot(lab, ns) == good, 15, 0.5, what="kernel state repaired while running")
     # someone deletes l3fab's rule and the gateway address; a restart repairs both
     ns.ip("rule", "del", "pref", "100", "iif", "vm-x1")
     ns.ip("addr", "del", "169.254.0.1/32", "dev", "vm-x1")

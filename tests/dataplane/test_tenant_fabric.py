@@ -183,6 +183,8 @@ def test_rogue_host_is_filtered_by_the_leaves(fab):
                         "labels": [100], "next_hop": a1_sid4},  # another host's SID
                        {"prefix": "10.0.0.78/32", "rd": "10.255.2.9:100", "route_targets": [rt_a],
                         "labels": [100], "next_hop": "2001:db8:0:9::100"},  # its own SID: legitimate
+                       {"prefix": "10.0.0.79/32", "rd": "10.255.2.9:999", "route_targets": ["target:65000:999"],
+                        "labels": [999], "next_hop": "2001:db8:0:9::101"},  # a tenant nobody here has
                        {"prefix": locator(1)},  # another host's locator
                        {"prefix": "2001:db8:99::/48"})  # outside its locator
     # the legitimate route arrives everywhere: the session works and the filter is selective
@@ -192,6 +194,9 @@ def test_rogue_host_is_filtered_by_the_leaves(fab):
         assert not {"10.0.0.77/32", locator(1), "2001:db8:99::/48"} & prefixes, prefixes
         assert "10.0.0.78/32" in prefixes
     assert "10.0.0.77" not in h2.vrf_routes("A")
+    rejected = json.loads(h2.node.cli("show", "vrf", "--rejected", "--json").stdout)
+    assert {"route": "10.255.2.9:999:10.0.0.79/32", "reason": "no route target of a local tenant"} in rejected
+    assert all("10.0.0.79" not in str(h2.vrf_routes(t)) for t in TENANTS)
     assert h2.ns.ip_json("-6", "route", "show", locator(1)) == underlay_before
     assert not h2.ns.ip_json("-6", "route", "show", "2001:db8:99::/48")
     assert {k: v for k, v in h2.vrf_routes("A").items() if k != "10.0.0.78"} == vrf_before
@@ -326,3 +331,20 @@ def test_rate_limited_endpoint_has_its_shaper(fab):
     assert {r["name"]: r for r in h2.api("endpoints")}["b2"]["rate"]["sent_bytes"] > sent_before
     out_a2 = json.loads(fab.lab.run(h2.ns, ["tc", "-j", "qdisc", "show", "dev", "tap-a2"]).stdout)
     assert not [q for q in out_a2 if q.get("handle") == "1a3f:"]  # no limit asked: no shaper
+
+
+def test_hosts_export_only_their_own_routes(fab):
+    """A host is not a transit: to its leaves it announces its locator and the VPN routes
+    of its own endpoints (next hop = one of its SIDs), never what other hosts sent it."""
+    import ipaddress
+
+    own = ipaddress.ip_network(locator(1))
+    for leaf in fab.leaves:
+        routes = leaf.api("rib_received_pre", neighbor="h1")  # what host1 sent, before the leaf's filter
+        assert routes
+        unicast = {r["prefix"] for r in routes if r["family"] == "ipv6-unicast"}
+        assert unicast == {locator(1)}, unicast
+        vpn = [r for r in routes if r["family"] in ("vpnv4", "vpnv6")]
+        assert {r["prefix"] for r in vpn} >= {"10.0.0.1/32", "fd00::1/128"}
+        for r in vpn:
+            assert ipaddress.ip_address(r["next_hop"]) in own, r
