@@ -672,7 +672,9 @@ class Speaker:
             "ttl_security": p.cfg.ttl_security,
             "md5": bool(p.cfg.password),
             "import_policy": p.cfg.import_policy or (f"leaf-from-host {p.cfg.host_locator}" if p.cfg.host_locator else None),
-            "export_policy": p.cfg.export_policy,
+            "export_policy": p.cfg.export_policy or (
+                f"host-export {self.config.tenancy.locator} (built in)"
+                if self._export_policies.get(p.cfg.name) is not None else None),
             "max_prefix": p.cfg.max_prefix.limit if p.cfg.max_prefix else None,
         }
 
