@@ -48,7 +48,7 @@ def expect(sock: socket.socket, reader: MessageReader, cls, timeout: float = 5.0
     raise TimeoutError(cls.__name__)
 
 
-def wait(fn, timeout: float = 10.0):
+def wait(fn, timeout: float = 20.0):  # generous: CI machines run other namespaces at the same time
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         v = fn()
