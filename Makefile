@@ -14,3 +14,6 @@ demo: setup
 
 bench: setup
 	$(PYTHON) -m bench.ingest
+
+bench-tenancy: setup
+	$(PYTHON) -m bench.tenancy

@@ -29,3 +29,32 @@ def test_bench_feeds_l3fab_and_gobgpd_the_whole_table(lab):
     assert [(r.sender, r.held) for r in report.send] == [("l3fab", ROUTES), ("l3fab", ROUTES)]
     assert all(r.error is None for r in report.send), report.send
     assert report.complete
+
+
+def test_tenancy_bench_converges_every_endpoint_and_imports_every_route(lab):
+    from bench import tenancy
+
+    endpoints, routes = 5, 1_000
+    options = tenancy.Options(endpoints=endpoints, fabrics=("l3fab", "frr"), routes=routes)
+
+    report = tenancy.run(lab, options)
+
+    assert [(r.fabric, r.via) for r in report.convergence] == [
+        ("l3fab leaves", "API"), ("l3fab leaves", "CLI"), ("FRR leaves", "API"), ("FRR leaves", "CLI")]
+    for r in report.convergence:
+        assert r.error is None and not r.missing, (r.fabric, r.via, r.error, r.missing)
+        assert len(r.samples) == len(r.returned) == endpoints
+        # an arrival is seen on host2 after the command on host1 started
+        assert all(s > 0 for s in r.samples) and all(a > 0 for a in r.returned)
+    scale = report.scale
+    assert [(b.shape, b.in_kernel, b.error) for b in scale.batches] == [
+        (shape, routes, None) for shape in tenancy.SHAPES]
+    assert [(r.mode, r.held, r.error) for r in scale.l3fab] == [
+        ("kernel", routes, None), ("kernel-nohold", routes, None), ("import", routes, None), ("bgp", routes, None)]
+    for r in scale.l3fab:
+        assert r.rss_after > r.rss_before > 0 and r.seconds > 0, r
+    assert all(r.endpoint_add_s is not None and r.first_s is not None for r in scale.l3fab[:2])
+    assert scale.gobgpd.held == routes and scale.gobgpd.rss_after > scale.gobgpd.rss_before > 0
+    assert report.complete
+    text = report.text()
+    assert "| FRR leaves   | CLI " in text and "bytes/route" in text and "target < 300" in text
