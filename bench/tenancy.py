@@ -62,12 +62,13 @@ class Report:
     options: Options
     convergence: list[ConvergenceResult] = field(default_factory=list)
     scale: ScaleReport | None = None
+    scale_error: str | None = None  # the scale part stopped early
     seconds: float = 0.0
     revision: str = field(default_factory=_revision)
 
     @property
     def complete(self) -> bool:
-        parts = [r.ok for r in self.convergence]
+        parts = [r.ok for r in self.convergence] + [self.scale_error is None]
         if self.scale is not None:
             s = self.scale
             parts += [r.ok for r in s.batches + s.l3fab] + [s.gobgpd is not None and s.gobgpd.ok]
@@ -87,6 +88,8 @@ class Report:
             parts += ["", f"Scale: {s.routes:,} VPNv4 /32 routes of {TENANTS} tenants ({s.routes // TENANTS:,} a table), "
                           "every route with its own SID, into one host's kernel",
                       "", time_table(s), "", memory_table(s)]
+        if self.scale_error:
+            parts += ["", f"Scale: FAILED: {self.scale_error}"]
         lines = verdicts(self)
         if lines:
             parts += ["", "Targets and comparisons:", *(f"- {line}" for line in lines)]
@@ -165,8 +168,9 @@ def time_table(s: ScaleReport) -> str:
     for b in s.batches:
         label = SHAPE_LABELS.get(b.shape, b.shape)
         if b.ok:
+            note = f"{b.retries} rounds of lines sent again after ENOMEM" if b.retries else ""
             rows.append([label, f"{b.routes:,}", f"{b.seconds:.1f}", f"{b.routes / b.seconds:,.0f}",
-                         *_rates(_cumulative(b), b.routes), "-", ""])
+                         *_rates(_cumulative(b), b.routes), "-", note])
         else:
             rows.append([label, f"{b.routes:,}", "FAILED", "", "", "", "", (b.error or "")[:120]])
     return table(header, rows, [False] + [True] * 6 + [False])
@@ -234,7 +238,11 @@ def run(lab: Lab, options: Options, log=lambda text: None) -> Report:
             fabric = FABRICS[kind](lab)
             report.convergence += measure(lab, fabric, options.endpoints, log)
     if options.routes:
-        report.scale = run_scale(lab, options.routes, log, options.shapes)
+        try:
+            report.scale = run_scale(lab, options.routes, log, options.shapes)
+        except Exception as exc:  # noqa: BLE001 - keep the convergence results
+            report.scale_error = f"{type(exc).__name__}: {exc}"
+            log(f"scale: FAILED: {report.scale_error}")
     report.seconds = time.monotonic() - began
     return report
 

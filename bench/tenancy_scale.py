@@ -4,7 +4,7 @@
 
     gen (l3fab, route generator) ──┬── hut     l3fab host: tenancy + Linux dataplane, 10 tenants
                                    └── gobgpd  the same VPNv4 routes, held in gobgpd's RIB
-    kbase                          ip -batch: the same kernel routes, no BGP at all
+    kbase-<shape>                  ip -batch: the same kernel routes, no BGP at all
 
 - **The routes.** Route *i* belongs to tenant *i* mod 10 (so 10 tables of N/10);
   tenants reuse each other's addresses (route *i* is 10.64.0.0 + *i* div 10, in
@@ -28,8 +28,9 @@
   link comes up (10 tenants created, no routes) and once all routes are in.
 - **gobgpd** receives the same table (BGP only: no kernel); its memory is the
   comparison for l3fab's bytes per route.
-- **kbase**, a fresh namespace, installs the same kernel routes with ``ip -batch``,
-  one file per tenant table: as l3fab shapes them (``encap seg6 mode encap.red
+- **kbase-<shape>**, a fresh namespace each, installs the same kernel routes with
+  ``ip -batch``, one file per tenant table (lines that fail with ENOMEM are sent
+  again, as l3fab's FIB does): as l3fab shapes them (``encap seg6 mode encap.red
   segs <SID> dev l3fab0``), and in two other shapes that put the same forwarding
   in place (one nexthop object per SID; a metric derived from the SID). Those two
   show what the kernel can do when IPv4 routes that differ only in their encap do
@@ -39,6 +40,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import signal
 import subprocess
 import time
@@ -178,6 +180,7 @@ class BatchResult:
     routes: int
     seconds: float = 0.0
     per_table: list[float] = field(default_factory=list)  # seconds of each table's file, in order
+    retries: int = 0  # rounds of lines sent again after ENOMEM
     in_kernel: int = 0
     error: str | None = None
 
@@ -227,27 +230,59 @@ def add_anchor(ns: Namespace) -> None:
         ns.ip("link", "set", "dev", dev, "up")
 
 
-def ip_batch(lab: Lab, ns: Namespace, routes: TenantRoutes, shape: str, log) -> BatchResult:
+# What a burst of seg6 encap creations may answer (per-CPU atomic allocations run dry,
+# LINUX-DATAPLANE.md), and what a route answers whose nexthop object failed that way.
+TRANSIENT = ("Cannot allocate memory", "Nexthop id does not exist")
+FAILED_LINE = re.compile(r"^Command failed \S+:(\d+)$")
+RETRY_ROUNDS = 60
+
+
+def batch_with_retries(ns: Namespace, path: Path, lines: list[str]) -> int:
+    """``ip -force -batch``, then the lines that failed transiently again, as l3fab's FIB
+    retries ENOMEM; returns the retry rounds. Any other error raises."""
+    rounds = 0
+    while lines:
+        path.write_text("\n".join(lines) + "\n")
+        proc = run_host(["ip", "-n", ns.netns, "-force", "-batch", str(path)], check=False, timeout=7200)
+        failed = []
+        for line in proc.stderr.splitlines():
+            m = FAILED_LINE.match(line)
+            if m:
+                failed.append(int(m.group(1)))
+            elif line.strip() and not any(t in line for t in TRANSIENT):
+                raise RuntimeError(f"ip -batch: {line.strip()}")
+        if not failed:
+            break
+        rounds += 1
+        if rounds > RETRY_ROUNDS:
+            raise RuntimeError(f"ip -batch: {len(failed)} routes still failing after {RETRY_ROUNDS} rounds")
+        lines = [lines[i - 1] for i in failed]
+        time.sleep(min(0.001 * 2 ** (rounds - 1), 0.1))
+    path.unlink(missing_ok=True)
+    return rounds
+
+
+def ip_batch(lab: Lab, routes: TenantRoutes, shape: str, log) -> BatchResult:
+    """The routes in one shape, one file per table, into a namespace of their own (IPv4
+    routes of other namespaces do not slow these down: measured)."""
     result = BatchResult(shape, routes.count)
     tables = [t.table for t in routes.tenants]
+    ns = lab.add_namespace(f"kbase-{shape}", forwarding=False)
     try:
+        add_anchor(ns)
         for table, lines in routes.batches(shape).items():
-            path = Path(lab.workdir) / f"batch-{shape}-{table}.txt"
-            path.write_text("\n".join(lines) + "\n")
             started = time.perf_counter()
-            run_host(["ip", "-n", ns.netns, "-batch", str(path)], timeout=7200)
+            result.retries += batch_with_retries(ns, Path(lab.workdir) / f"batch-{shape}-{table}.txt", lines)
             result.per_table.append(time.perf_counter() - started)
-            path.unlink()
         result.seconds = sum(result.per_table)
         result.in_kernel = count_routes(ns, tables)
         if result.in_kernel != routes.count:
             result.error = f"{result.in_kernel:,} routes in the kernel, expected {routes.count:,}"
     except Exception as exc:  # noqa: BLE001 - one shape failing must not end the run
         result.error = f"{type(exc).__name__}: {exc}"
-    finally:
+    finally:  # free the kernel's memory now; the namespace goes with the lab
         for table in tables:
             ns.ip("-4", "route", "flush", "table", str(table), check=False)
-        ns.ip("nexthop", "flush", check=False)
     log(f"  ip -batch {shape:8} {summary(result)}")
     return result
 
@@ -451,11 +486,9 @@ def run(lab: Lab, count: int, log=lambda text: None, shapes=("l3fab", "nexthop",
         row = hut.api("tenant_create", name=f"t{k}", vni=VNI_BASE + k)
         tenants.append(Tenant(row["name"], row["vni"], row["table"], row["route_target"], row["label"]))
     routes = TenantRoutes(count, tuple(tenants))
-    kbase = lab.add_namespace("kbase", forwarding=False)
-    add_anchor(kbase)
     for shape in shapes:
         log(f"ip -batch, {shape} shape ({count:,} routes in {TENANTS} tables)")
-        report.batches.append(ip_batch(lab, kbase, routes, shape, log))
+        report.batches.append(ip_batch(lab, routes, shape, log))
     gen = L3fabNode(lab, gen_ns, generator_config(), name="generator", log_level="info").start()
     call(gen.socket, "announce", {"routes": routes.announce_specs()}, timeout=API_TIMEOUT)
     if "kernel" not in modes:
