@@ -72,6 +72,7 @@ def rogue_host_config() -> dict:
     a foreign unicast prefix, and VPN routes with SIDs inside and outside its locator."""
     cfg = render.l3fab_config(TOPO, "host1")
     cfg.pop("tenancy")
+    cfg.pop("dataplane")  # no tenants here: the dataplane section needs the tenancy one
     cfg["fib"] = {"enabled": False}
     vpn = {"rd": RD, "label": 100, "route_targets": [f"{TOPO.fabric_asn}:100"]}
     cfg["networks"] = [
@@ -116,6 +117,7 @@ def test_leaf_policy_on_live_frr(lab):
     # host2 as rendered, but without GTSM: it sends TTL 1, the leaf wants >= 254
     no_gtsm = render.l3fab_config(TOPO, "host2")
     no_gtsm.pop("tenancy")
+    no_gtsm.pop("dataplane")
     no_gtsm["fib"] = {"enabled": False}
     for n in no_gtsm["neighbors"]:
         n["ttl-security"] = False
