@@ -453,8 +453,13 @@ def write_stats(path: Path, stats: Stats) -> None:
     os.replace(tmp, path)
 
 
-def serve(fd: int, vm: Vm, stats_path: Path) -> None:
-    """Answer frames and send pings until SIGTERM/SIGINT; stats go to ``stats_path``."""
+def serve(fd: int, vm: Vm, stats_path: Path, go: Path | None = None) -> None:
+    """Answer frames and send pings until SIGTERM/SIGINT; stats go to ``stats_path``.
+    With ``go``, the pings wait until that file exists (the host side is configured)."""
+    held = go is not None
+    if held:
+        for p in vm.pingers:
+            p.next_at = float("inf")
     stop = []
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
@@ -473,12 +478,16 @@ def serve(fd: int, vm: Vm, stats_path: Path) -> None:
     next_write = 0.0
     while not stop:
         now = time.monotonic()
+        if held and go.exists():
+            held = False
+            for p in vm.pingers:
+                p.next_at = now
         send(vm.tick(now))
         if now >= next_write:
             write_stats(stats_path, vm.stats)
             next_write = now + STATS_PERIOD
         event = vm.next_event()
-        due = next_write if event is None else min(next_write, event)
+        due = next_write if event is None or event == float("inf") else min(next_write, event)
         ready, _, _ = select.select([fd, wake_r], [], [], max(0.0, due - time.monotonic()))
         if wake_r in ready:
             os.read(wake_r, 512)
@@ -524,6 +533,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="send echo requests to TARGET via the gateway (repeatable)")
     parser.add_argument("--count", type=_arg(_positive(int)), default=3)
     parser.add_argument("--interval", type=_arg(_positive(float)), default=0.1)
+    parser.add_argument("--ping-when", type=Path, metavar="FILE",
+                        help="start the pings only once FILE exists (the host side is ready)")
     args = parser.parse_args(argv)
     try:
         check_ifname(args.ifname)
@@ -549,7 +560,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"tapvm {args.ifname}: mac {mac_text(vm.mac)} ipv4 {vm.ipv4} ipv6 {vm.ipv6} "
           f"link-local {vm.link_local}", flush=True)
     try:
-        serve(fd, vm, args.stats)
+        serve(fd, vm, args.stats, args.ping_when)
     finally:
         os.close(fd)
     s = vm.stats
@@ -576,6 +587,7 @@ class TapVm:
     @classmethod
     def start(cls, lab: Lab, ns: Namespace | str, ifname: str, mac: str, ipv4: str, ipv6: str | None = None,
               *, ping: tuple[str, ...] = (), count: int = 3, interval: float = 0.1,
+              ping_when: Path | None = None,
               timeout: float = 10.0) -> "TapVm":
         """Start the VM on TAP ``ifname`` in ``ns``; return once the TAP and stats exist."""
         ns = lab.namespace(ns)
@@ -583,6 +595,8 @@ class TapVm:
         argv = [sys.executable, "-m", "lab.tapvm", "--ifname", ifname, "--mac", mac,
                 "--ipv4", ipv4, "--stats", str(stats_file),
                 "--count", str(count), "--interval", str(interval)]
+        if ping_when is not None:
+            argv += ["--ping-when", str(ping_when)]
         if ipv6:
             argv += ["--ipv6", ipv6]
         for target in ping:

@@ -57,8 +57,10 @@ def ping(lab: Lab, host: Namespace, *args: str) -> str:
 
 def test_tap_vm_answers_the_host_and_pings_its_gateway(lab: Lab) -> None:
     host = lab.add_namespace("host")
-    vm = TapVm.start(lab, host, TAP, VM_MAC, VM4, VM6, ping=(GW4, GW6), count=COUNT)
+    go = lab.workdir / "host-side-ready"
+    vm = TapVm.start(lab, host, TAP, VM_MAC, VM4, VM6, ping=(GW4, GW6), count=COUNT, ping_when=go)
     configure_host_side(host)
+    go.touch()  # the VM pings only now: on a loaded machine it could otherwise beat the host's set-up (regression)
 
     flags = link_flags(host)
     assert flags is not None and "LOWER_UP" in flags and "NO-CARRIER" not in flags, flags
