@@ -35,7 +35,7 @@ from .ingest import _cpus, _revision, _terminate
 from .measure import MB
 from .report import table
 from .tenancy_convergence import FABRICS, ConvergenceResult, measure
-from .tenancy_scale import MODES, TENANTS, BatchResult, ScaleReport
+from .tenancy_scale import MODES, TENANTS, BatchResult, ScaleReport, failure
 from .tenancy_scale import run as run_scale
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -109,6 +109,11 @@ def _median(values: list[float]) -> str:
     return f"{statistics.median(values):.3f}" if values else "-"
 
 
+def _after(r: ConvergenceResult) -> list[float]:
+    """Seconds from the command's return to the arrival, per endpoint."""
+    return [s - a for s, a in zip(r.samples, r.returned)]
+
+
 def convergence_table(results: list[ConvergenceResult]) -> str:
     header = ["fabric", "command", "endpoints", "median s", "p99 s", "max s", "answered s", "after answer s",
               "first 10 s", "last 10 s", "other CPU", "note"]
@@ -118,7 +123,7 @@ def convergence_table(results: list[ConvergenceResult]) -> str:
             rows.append([r.fabric, r.via, f"{len(r.samples)}", "FAILED", *[""] * 7,
                          (r.error or f"never arrived: {', '.join(r.missing[:5])}")[:100]])
             continue
-        after = [s - a for s, a in zip(r.samples, r.returned)] if r.via == "API" else []
+        after = _after(r) if r.via == "API" else []
         rows.append([r.fabric, r.via, f"{len(r.samples)}", f"{r.median:.3f}", f"{r.p99:.3f}", f"{r.max:.3f}",
                      _median(r.returned), _median(after), _median(r.samples[:10]), _median(r.samples[-10:]),
                      f"{r.other_cpu:.2f}", ""])
@@ -146,7 +151,7 @@ def time_table(s: ScaleReport) -> str:
     for r in s.l3fab:
         label = MODES[r.mode]
         if not r.ok:
-            rows.append([label, f"{r.routes:,}", "FAILED", "", "", "", "", (r.error or "")[:120]])
+            rows.append([label, f"{r.routes:,}", "FAILED", "", "", "", "", failure(r)[:200]])
             continue
         notes = []
         if r.first_s is not None:
@@ -195,7 +200,7 @@ def memory_table(s: ScaleReport) -> str:
             rows.append([label, f"{r.routes:,}", f"{r.rss_before / MB:.1f}", f"{r.rss_after / MB:.1f}",
                          f"{r.peak_rss / MB:.1f}", f"{r.bytes_per_route:,.0f}", ""])
         else:
-            rows.append([label, f"{r.routes:,}", "FAILED", "", "", "", (r.error or "")[:120]])
+            rows.append([label, f"{r.routes:,}", "FAILED", "", "", "", "see above"])
     return table(header, rows, [False] + [True] * 5 + [False])
 
 
@@ -205,13 +210,17 @@ def verdicts(report: Report) -> list[str]:
     for via in ("API", "CLI"):
         ours, frr = by.get(("l3fab leaves", via)), by.get(("FRR leaves", via))
         if ours and frr:
-            lines.append(f"convergence via {via}: median {ours.median:.3f} s with l3fab leaves vs "
-                         f"{frr.median:.3f} s with FRR leaves; p99 {ours.p99:.3f} vs {frr.p99:.3f} s")
+            line = (f"convergence via {via}: median {ours.median:.3f} s with l3fab leaves vs "
+                    f"{frr.median:.3f} s with FRR leaves; p99 {ours.p99:.3f} vs {frr.p99:.3f} s")
+            if via == "API":
+                line += (f"; from the API's answer to the arrival (the leaves and host2): median "
+                         f"{statistics.median(_after(ours)):.3f} vs {statistics.median(_after(frr)):.3f} s")
+            lines.append(line)
     s = report.scale
     kernel = [r for r in s.l3fab if r.mode.startswith("kernel")] if s is not None else []
     for r in kernel:
         if not r.ok:
-            lines.append(f"{MODES[r.mode]} did not hold the table: {r.error}")
+            lines.append(f"{MODES[r.mode]} did not hold the table: {failure(r)}")
     full = next((r for r in kernel if r.ok), None)
     if full is not None:
         met = "met" if full.bytes_per_route < BYTES_PER_ROUTE_TARGET else "NOT met"
@@ -225,6 +234,10 @@ def verdicts(report: Report) -> list[str]:
             lines.append(f"kernel: l3fab installed {full.routes:,} routes in {full.seconds:.1f} s from Established, "
                          f"ip -batch the same routes in {same.seconds:.1f} s "
                          f"({full.seconds / same.seconds:.2f}x the time)")
+            for b in s.batches:
+                if b.shape != "l3fab" and b.ok:
+                    lines.append(f"kernel, {SHAPE_LABELS[b.shape]}: {b.seconds:.1f} s, "
+                                 f"{same.seconds / b.seconds:.1f}x faster than the routes as l3fab writes them")
     return lines
 
 

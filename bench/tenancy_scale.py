@@ -156,6 +156,7 @@ class ImportResult(_PerRoute):
     first_s: float | None = None  # Established -> the first route in the kernel
     rib_s: float | None = None  # Established -> Adj-RIB-In complete (polled)
     held: int = 0  # kernel: counted with ip route show afterwards; else what the API counts
+    most: int = 0  # kernel: the most routes the listener saw in the tables at once
     rss_before: int = 0
     rss_after: int = 0
     peak_rss: int = 0
@@ -341,6 +342,7 @@ def receive(lab: Lab, gen: L3fabNode, node: L3fabNode, routes: TenantRoutes, mod
     tables = [t.table for t in routes.tenants]
     watcher = watch = None
     api = Api(node)
+    connections = None
     try:
         if kernel_mode(mode):
             watcher, watch = start_watch(lab, node.ns, Path(lab.workdir) / f"watch-hut-{mode}.jsonl", tables,
@@ -363,21 +365,27 @@ def receive(lab: Lab, gen: L3fabNode, node: L3fabNode, routes: TenantRoutes, mod
         result.rss_after = rss_bytes([pid])
         result.peak_rss = peak_rss_bytes([pid])
         result.held = count_routes(node.ns, tables) if watch is not None else held
-        view = api("neighbor", neighbor="gen")
-        result.resets = view["established_count"] - connections
-        if result.resets:
-            result.errors.append(f"last session error: {view['last_error']}")
         if watch is not None:
             result.errors += api("dataplane").get("errors", [])[-3:]
         if watch is not None and result.held == routes.count:
             result.endpoint_add_s = time_endpoint_add(lab, node, routes.tenants[0])
         if result.held != routes.count:
             result.error = (f"had all {routes.count:,} routes after {result.seconds:.0f} s, {result.held:,} "
-                            f"{STABLE:.0f} s later; session reset {result.resets}x")
+                            f"{STABLE:.0f} s later")
     except Exception as exc:  # noqa: BLE001 - one measurement failing must not end the run
         result.error = f"{type(exc).__name__}: {exc}"
     finally:
         result.api_stall = api.stall
+        if watch is not None:
+            result.most = max((r["count"] for r in watch.records if "count" in r), default=0)
+        if connections is not None:
+            try:
+                view = api("neighbor", neighbor="gen")
+                result.resets = view["established_count"] - connections
+                if result.resets:
+                    result.errors.append(f"last session error: {view['last_error']}")
+            except Exception as exc:  # noqa: BLE001
+                result.errors.append(f"neighbor view: {exc}")
         set_link(gen.ns, HUT, False)
         if kernel_mode(mode):
             full_stop(lab, node)  # the next measurement starts on an empty kernel
@@ -507,9 +515,18 @@ def run(lab: Lab, count: int, log=lambda text: None, shapes=("l3fab", "nexthop",
     return report
 
 
+def failure(result) -> str:
+    """The error, with what an l3fab kernel run reached before it."""
+    text = result.error or ""
+    if isinstance(result, ImportResult) and kernel_mode(result.mode):
+        text += (f"; at most {result.most:,} routes in the kernel; session reset {result.resets}x; "
+                 f"API stalled up to {result.api_stall:.0f} s")
+    return text
+
+
 def summary(result) -> str:
     if not result.ok:
-        return f"FAILED: {result.error}"
+        return f"FAILED: {failure(result)}"
     if isinstance(result, BatchResult):
         return f"{result.seconds:.1f} s, {result.routes / result.seconds:,.0f} routes/s"
     if isinstance(result, HoldResult):
