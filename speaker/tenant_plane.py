@@ -7,6 +7,7 @@ would be installed.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 from typing import Callable, Iterable
@@ -35,6 +36,10 @@ class TenantPlane:
         self.vpn_destinations = vpn_destinations
         self.importer = self._new_importer()
         self._import_key: tuple | None = None
+        self._pending: dict[tuple[int, str], object] = {}  # (table, prefix) -> RemoteRoute not yet programmed
+        self._drain_handle = None
+        self.chunk = 1000
+        self._converge_when_drained = False
         self.spec = None
         self.errors: list[str] = []
 
@@ -61,6 +66,7 @@ class TenantPlane:
         key = tuple((t.name, t.table, t.route_target, t.effective_peers) for t in self.intent.tenants())
         if key != self._import_key:
             self._import_key = key
+            self._pending.clear()  # the full replace below supersedes what was queued
             self.importer = self._new_importer()
             self.importer.update(self.vpn_destinations())
             if self.dataplane is not None:
@@ -86,15 +92,59 @@ class TenantPlane:
         return [{"route": str(k), "reason": why} for k, why in sorted(self.importer.rejected.items(), key=str)]
 
     def on_changes(self, dests: list) -> None:
+        """Imports are decided at once; the kernel is programmed in chunks from the event
+        loop, so a large burst (seg6 routes install at a few thousand per second, slower in
+        big tables) never starves keepalives past the hold time."""
         routes = self.importer.update(dests)
-        if routes and self.dataplane is not None:
-            self.errors = (self.errors + self.dataplane.set_remote(routes))[-50:]
+        if not routes or self.dataplane is None:
+            return
+        for r in routes:
+            self._pending[(r.table, r.prefix)] = r  # the latest state of a route wins
+        if self._drain_handle is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no loop (direct use): programme at once
+                self._drain()
+                return
+            self._drain_handle = loop.call_soon(self._drain)
+
+    def _drain(self) -> None:
+        self._drain_handle = None
+        batch = []
+        while self._pending and len(batch) < self.chunk:
+            key = next(iter(self._pending))
+            batch.append(self._pending.pop(key))
+        if batch:
+            self.errors = (self.errors + self.dataplane.set_remote(batch))[-50:]
+        if self._pending:
+            try:
+                self._drain_handle = asyncio.get_running_loop().call_soon(self._drain)
+            except RuntimeError:
+                self._drain()
+        elif self._converge_when_drained:
+            self._converge_when_drained = False
+            self.dataplane.converged()
+
+    @property
+    def pending(self) -> int:
+        """Remote routes decided but not yet in the kernel."""
+        return len(self._pending)
 
     def converged(self) -> None:
-        if self.dataplane is not None:
+        """Stale tenant routes of a previous run go - once everything decided is in the
+        kernel, or a route still queued would be deleted and added again (a flap)."""
+        if self.dataplane is None:
+            return
+        if self._pending:
+            self._converge_when_drained = True
+        else:
             self.dataplane.converged()
 
     def clear(self) -> None:
+        if self._drain_handle is not None:
+            self._drain_handle.cancel()
+            self._drain_handle = None
+        self._pending.clear()
         if self.dataplane is not None:
             self.dataplane.clear()
 
@@ -175,7 +225,8 @@ class TenantPlane:
 
     def summary(self) -> dict:
         out = {"vrfs": len(self.intent.tenants()), "endpoints": len(self.intent.endpoints()),
-               "imported_routes": len(self.importer._vrf), "errors": self.errors[-10:]}
+               "imported_routes": len(self.importer._vrf), "pending_routes": len(self._pending),
+               "errors": self.errors[-10:]}
         if self.spec is not None:
             out["sids"] = [{"endpoint": p.name, "tenant": p.tenant, "sid4": p.sid4, "action4": "End.DX4" if p.sid4 else None,
                             "nh4": p.handle4, "sid6": p.sid6, "action6": "End.DT6" if p.sid6 else None,
