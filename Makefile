@@ -10,10 +10,10 @@ test: setup
 	$(PYTHON) -m pytest -q tests
 
 demo: setup
-	$(PYTHON) -m lab.demo
+	$(PYTHON) -m l3fab.lab.demo
 
 bench: setup
-	$(PYTHON) -m bench.ingest
+	$(PYTHON) -m l3fab.bench.ingest
 
 bench-tenancy: setup
-	$(PYTHON) -m bench.tenancy
+	$(PYTHON) -m l3fab.bench.tenancy

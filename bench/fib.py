@@ -1,6 +1,6 @@
 """FIB programming speed: l3fab's netlink backend against ``ip -batch``, in the same run.
 
-``python -m bench.fib [--routes 100000]`` creates a fresh network namespace
+``python -m l3fab.bench.fib [--routes 100000]`` creates a fresh network namespace
 with a veth pair (this kernel has no dummy interfaces), then for N IPv4 /32
 routes, plain and ``encap seg6 mode encap.red`` (fewer by default: see --seg6-routes):
 
@@ -22,8 +22,8 @@ import sys
 import time
 from pathlib import Path
 
-from bench.fib_routes import ip_batch
-from lab.netns import Lab, run_host
+from l3fab.bench.fib_routes import ip_batch
+from l3fab.lab.netns import Lab, run_host
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 DEV = "fib0"
@@ -47,7 +47,7 @@ def _count(ns, table: int) -> int:
 
 
 def _worker(lab: Lab, ns, phase: str, n: int, table: int) -> dict:
-    proc = lab.run(ns, [sys.executable, "-m", "bench.fib_worker", phase, "--routes", str(n),
+    proc = lab.run(ns, [sys.executable, "-m", "l3fab.bench.fib_worker", phase, "--routes", str(n),
                         "--table", str(table), "--dev", DEV], timeout=3600)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 

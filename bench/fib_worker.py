@@ -1,4 +1,4 @@
-"""The l3fab side of ``python -m bench.fib``; runs inside the bench's network namespace.
+"""The l3fab side of ``python -m l3fab.bench.fib``; runs inside the bench's network namespace.
 
 Prints one JSON object: seconds per phase and what each apply reported.
 Every phase checks its own result by dumping the table again, so a lost
@@ -11,8 +11,8 @@ import argparse
 import json
 import time
 
-from fib import Fib, FibNextHop, FibRoute, seg6_route, unicast
-from bench.fib_routes import host_prefix, sid
+from l3fab.fib import Fib, FibNextHop, FibRoute, seg6_route, unicast
+from l3fab.bench.fib_routes import host_prefix, sid
 
 GATEWAY = "10.255.0.2"  # on the bench's veth (10.255.0.1/24)
 

@@ -12,7 +12,7 @@ import json
 import socket
 from typing import Any
 
-from lab.peers.frr import FrrRouter
+from l3fab.lab.peers.frr import FrrRouter
 
 TERMINATOR = b"\0\0\0"
 

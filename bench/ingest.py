@@ -1,6 +1,6 @@
 """How fast l3fab, gobgpd, ExaBGP and FRR take a full table from FRR, side by side in one run.
 
-``python -m bench.ingest`` (``make bench``) builds the network of
+``python -m l3fab.bench.ingest`` (``make bench``) builds the network of
 :mod:`bench.topology` in namespaces and, for each family (IPv4, VPNv4) and
 packing (all routes sharing one attribute set; 1,000 sets):
 
@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from lab.netns import Lab, reap_stale
-from lab.peers.frr import reap_stale_run_dirs
+from l3fab.lab.netns import Lab, reap_stale
+from l3fab.lab.peers.frr import reap_stale_run_dirs
 
 from .measure import (IngestResult, SendResult, best_of, exabgp_send, l3fab_send,
                       l3fab_withdraw, measure_ingest, start_injector)
@@ -163,7 +163,7 @@ def _csv(text: str, allowed, what: str) -> tuple[str, ...]:
 
 
 def parse_args(argv: list[str]) -> tuple[Options, argparse.Namespace]:
-    parser = argparse.ArgumentParser(prog="python -m bench.ingest", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m l3fab.bench.ingest", description=__doc__.split("\n")[0])
     parser.add_argument("--routes", type=int, default=None,
                         help=f"routes per table (default {DEFAULT_ROUTES:,})")
     parser.add_argument("--quick", action="store_true",

@@ -11,9 +11,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab.netns import Lab, Namespace, wait_until
-from lab.peers.l3fab import L3fabNode
-from speaker.api import call
+from l3fab.lab.netns import Lab, Namespace, wait_until
+from l3fab.lab.peers.l3fab import L3fabNode
+from l3fab.speaker.api import call
 
 from .procstat import OtherLoad, descendants, peak_rss_bytes, rss_bytes, wait_quiet
 from .receivers import BENCH_DIR, Receiver, _ScriptedExaBgp, wait_established

@@ -1,4 +1,4 @@
-"""Policy evaluation speed: ``python -m bench.policy [--paths N]``.
+"""Policy evaluation speed: ``python -m l3fab.bench.policy [--paths N]``.
 
 Evaluates the 3-term policy of docs/policy.md (the issue's example) on N received
 paths, half IPv6 unicast and half VPN, and compares the compiled prefix-list lookup
@@ -11,13 +11,13 @@ import argparse
 import ipaddress
 import time
 
-from speaker.policy import EvalContext, PrefixEntry, PrefixList, parse_policy_config
-from speaker.table.path import Path, Source
-from speaker.wire.attributes import AsPath, Communities, ExtendedCommunities, MpNextHop, Origin
-from speaker.wire.constants import IPV6_UNICAST, VPNV4
-from speaker.wire.extcommunity import route_target
-from speaker.wire.nlri import Prefix, VpnPrefix
-from speaker.wire.rd import RouteDistinguisher
+from l3fab.speaker.policy import EvalContext, PrefixEntry, PrefixList, parse_policy_config
+from l3fab.speaker.table.path import Path, Source
+from l3fab.speaker.wire.attributes import AsPath, Communities, ExtendedCommunities, MpNextHop, Origin
+from l3fab.speaker.wire.constants import IPV6_UNICAST, VPNV4
+from l3fab.speaker.wire.extcommunity import route_target
+from l3fab.speaker.wire.nlri import Prefix, VpnPrefix
+from l3fab.speaker.wire.rd import RouteDistinguisher
 
 POLICY = {
     "prefix-lists": {"host11-locator": ["2001:db8:0:11::/64", {"prefix": "10.0.0.0/8", "ge": 24, "le": 32}]},

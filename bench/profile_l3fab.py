@@ -1,6 +1,6 @@
 """Where l3fab spends its time receiving or sending a table, sampled with py-spy.
 
-``python -m bench.profile_l3fab receive --family vpnv4 --attribute-sets 1000``
+``python -m l3fab.bench.profile_l3fab receive --family vpnv4 --attribute-sets 1000``
 builds the benchmark's network (:mod:`bench.topology`), has the FRR sender
 feed one table to a fresh l3fab receiver, and samples that daemon with
 py-spy from just before its session opens until it holds every route.
@@ -25,8 +25,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from lab.netns import Lab, wait_until
-from speaker.api import call
+from l3fab.lab.netns import Lab, wait_until
+from l3fab.speaker.api import call
 
 from .ingest import LAB_PREFIX, receiver_links
 from .measure import hold_timeout, start_injector, wait_held
@@ -139,7 +139,7 @@ def profile_send(lab: Lab, routes: RouteSet, py_spy: str, top: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.profile_l3fab",
+    parser = argparse.ArgumentParser(prog="python -m l3fab.bench.profile_l3fab",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("direction", choices=("receive", "send"))
     parser.add_argument("--family", choices=FAMILIES, default="ipv4")

@@ -24,11 +24,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lab.netns import Lab, Namespace, wait_until
-from lab.peers.exabgp import API_SCRIPT, ExaBgp
-from lab.peers.frr import FrrRouter
-from lab.peers.l3fab import L3fabNode
-from speaker.api import call
+from l3fab.lab.netns import Lab, Namespace, wait_until
+from l3fab.lab.peers.exabgp import API_SCRIPT, ExaBgp
+from l3fab.lab.peers.frr import FrrRouter
+from l3fab.lab.peers.l3fab import L3fabNode
+from l3fab.speaker.api import call
 
 from .procstat import descendants
 from .frr_vty import BgpdVty
@@ -135,7 +135,7 @@ class GoBgpReceiver(Receiver):
         self._watch = None
 
     def start(self) -> None:
-        from lab.peers.gobgp import GoBgp
+        from l3fab.lab.peers.gobgp import GoBgp
 
         self._established_at = None
         self.gobgp = GoBgp(self.lab, self.ns, log_level="warn").start()
@@ -146,7 +146,7 @@ class GoBgpReceiver(Receiver):
                             passive=True)
 
     def _watch_peers(self) -> None:
-        from lab.peers.gobgp import api
+        from l3fab.lab.peers.gobgp import api
 
         stream = self.gobgp.stub.WatchEvent(api.WatchEventRequest(peer=api.WatchEventRequest.Peer()))
         self._watch = stream
@@ -178,8 +178,8 @@ class GoBgpReceiver(Receiver):
         return self._established_at
 
     def count(self, family: str) -> int:
-        from lab.peers.gobgp import api
-        from lab.peers.gobgp import family as gobgp_family
+        from l3fab.lab.peers.gobgp import api
+        from l3fab.lab.peers.gobgp import family as gobgp_family
 
         wanted = gobgp_family(family).message()
         for response in self.gobgp.stub.ListPeer(api.ListPeerRequest(

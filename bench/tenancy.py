@@ -1,6 +1,6 @@
 """Tenancy and dataplane benchmarks: endpoint convergence across a fabric, and a host importing 100,000 VPN routes.
 
-``python -m bench.tenancy`` (``make bench-tenancy``) runs two parts in namespaces and
+``python -m l3fab.bench.tenancy`` (``make bench-tenancy``) runs two parts in namespaces and
 prints a table for each, with the targets of the issue:
 
 1. **Convergence** (:mod:`bench.tenancy_convergence`): the time from ``l3fab endpoint
@@ -28,8 +28,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from lab.netns import Lab, reap_stale
-from lab.peers.frr import reap_stale_run_dirs
+from l3fab.lab.netns import Lab, reap_stale
+from l3fab.lab.peers.frr import reap_stale_run_dirs
 
 from .ingest import _cpus, _revision, _terminate
 from .measure import MB
@@ -269,7 +269,7 @@ def _csv(text: str, allowed, what: str) -> tuple[str, ...]:
 
 
 def parse_args(argv: list[str]) -> tuple[Options, argparse.Namespace]:
-    parser = argparse.ArgumentParser(prog="python -m bench.tenancy", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m l3fab.bench.tenancy", description=__doc__.split("\n")[0])
     parser.add_argument("--endpoints", type=int, default=DEFAULT_ENDPOINTS,
                         help=f"endpoints added per command (API, CLI) and fabric (default {DEFAULT_ENDPOINTS}; "
                              "0 skips the convergence part)")

@@ -14,7 +14,7 @@ stopped before the second starts)::
 
 The hosts are the same l3fab hosts in both (tenancy and the Linux dataplane on).
 Endpoints are added one at a time, alternately through the API (one request on
-the unix socket) and the real CLI (``python -m cli.main endpoint add``, a new
+the unix socket) and the real CLI (``python -m l3fab.cli.main endpoint add``, a new
 process each time), and each is timed from just before the request until the
 listener on host2 saw both its /32 and its /128 arrive in the tenant table.
 The next endpoint is added only after that.
@@ -26,12 +26,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from lab.fabric import FabricNode, _frr_config
-from lab.netns import Lab, wait_until
-from lab.peers.frr import FrrRouter
-from lab.peers.l3fab import L3fabNode
-from lab.tenant_fabric import MTU, Host, build, host_config
-from speaker.api import call
+from l3fab.lab.fabric import FabricNode, _frr_config
+from l3fab.lab.netns import Lab, wait_until
+from l3fab.lab.peers.frr import FrrRouter
+from l3fab.lab.peers.l3fab import L3fabNode
+from l3fab.lab.tenant_fabric import MTU, Host, build, host_config
+from l3fab.speaker.api import call
 
 from .procstat import OtherLoad
 from .tenancy_watch import WatchLog

@@ -47,10 +47,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab.netns import Lab, Namespace, run_host, wait_until
-from lab.peers.l3fab import L3fabNode
-from lab.tenant_fabric import host_config
-from speaker.api import call
+from l3fab.lab.netns import Lab, Namespace, run_host, wait_until
+from l3fab.lab.peers.l3fab import L3fabNode
+from l3fab.lab.tenant_fabric import host_config
+from l3fab.speaker.api import call
 
 from .measure import MB
 from .procstat import OtherLoad, peak_rss_bytes, rss_bytes

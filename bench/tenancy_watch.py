@@ -1,6 +1,6 @@
 """Exact arrival times of l3fab's tenant routes, from the kernel's own route notifications.
 
-``python -m bench.tenancy_watch EVENTS --tables 100,101 [--per-route] [--every 1000]``
+``python -m l3fab.bench.tenancy_watch EVENTS --tables 100,101 [--per-route] [--every 1000]``
 runs inside a host's network namespace (``ip netns exec``). It joins the
 rtnetlink IPv4 and IPv6 route groups and, for routes of l3fab's VRF protocol
 (211) in the given tables, appends JSON lines to ``EVENTS``:
@@ -26,9 +26,9 @@ import sys
 import time
 from pathlib import Path
 
-from dataplane.model import RTPROT_L3FAB_VRF
-from fib import netlink as nl
-from lab.netns import Lab, Namespace, Process, wait_until
+from l3fab.dataplane.model import RTPROT_L3FAB_VRF
+from l3fab.fib import netlink as nl
+from l3fab.lab.netns import Lab, Namespace, Process, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -131,7 +131,7 @@ class WatchLog:
 def start(lab: Lab, ns: Namespace, events: Path, tables, *options: str,
           name: str = "tenancy-watch") -> tuple[Process, WatchLog]:
     """Start the listener in ``ns`` (options: ``--per-route``, ``--every N``); return once it listens."""
-    proc = lab.popen(ns, [sys.executable, "-m", "bench.tenancy_watch", str(events),
+    proc = lab.popen(ns, [sys.executable, "-m", "l3fab.bench.tenancy_watch", str(events),
                           "--tables", ",".join(map(str, tables)), *options], name=name, cwd=REPO)
     log = WatchLog(events)
     wait_until(lambda: log.last("ready"), 30, 0.05, what=f"route listener in {ns.name} ready")

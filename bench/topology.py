@@ -23,8 +23,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lab.netns import Lab, Namespace
-from lab.peers.frr import FrrRouter
+from l3fab.lab.netns import Lab, Namespace
+from l3fab.lab.peers.frr import FrrRouter
 
 from .frr_vty import BgpdVty
 

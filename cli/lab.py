@@ -17,8 +17,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lab import deploy, labstate, labstatus, pingmatrix
-from lab.topology import DEFAULT_LAB, Topology, TopologyError, load
+from l3fab.lab import deploy, labstate, labstatus, pingmatrix
+from l3fab.lab.topology import DEFAULT_LAB, Topology, TopologyError, load
 
 from .output import console, emit_json, fail
 

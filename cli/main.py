@@ -12,8 +12,8 @@ from typing import List, Optional
 
 import typer
 
-from speaker.api import ApiClientError, call, serve
-from speaker.config import DEFAULT_API_SOCKET, ConfigError, load_config
+from l3fab.speaker.api import ApiClientError, call, serve
+from l3fab.speaker.config import DEFAULT_API_SOCKET, ConfigError, load_config
 
 from .output import console, emit_json, fail, neighbors_table, routes_table
 
@@ -66,7 +66,7 @@ def run(config: Path = typer.Option(..., "--config", "-c", help="Node configurat
         fail(f"--log-level: {log_level!r} is not debug, info, warning or error", 2)
     cfg = _load(config)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from speaker.server import Speaker
+    from l3fab.speaker.server import Speaker
 
     # A full table is hundreds of thousands of small immutable tuples, which form no
     # reference cycles; CPython's default generation-0 threshold (700) would re-scan
@@ -76,12 +76,12 @@ def run(config: Path = typer.Option(..., "--config", "-c", help="Node configurat
     async def main() -> None:
         fib = None
         if cfg.fib.enabled:
-            from speaker.fib_feed import FibFeed
+            from l3fab.speaker.fib_feed import FibFeed
 
             fib = FibFeed(cfg.fib)
         dataplane = None
         if cfg.tenancy is not None and cfg.dataplane is not None and cfg.dataplane.enabled:
-            from dataplane.linux import LinuxDataplane
+            from l3fab.dataplane.linux import LinuxDataplane
 
             uplinks = [n.interface for n in cfg.neighbors if n.interface]
             dataplane = LinuxDataplane(uplinks=uplinks, use_nft=cfg.dataplane.nftables,

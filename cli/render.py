@@ -11,8 +11,8 @@ from typing import Optional
 
 import typer
 
-from lab.render import RenderError, render_frr, render_l3fab, write_all
-from lab.topology import DEFAULT_LAB, Topology, TopologyError, load
+from l3fab.lab.render import RenderError, render_frr, render_l3fab, write_all
+from l3fab.lab.topology import DEFAULT_LAB, Topology, TopologyError, load
 
 from .output import fail
 

@@ -22,8 +22,8 @@ import socket
 from dataclasses import replace
 from typing import Iterable
 
-from fib.controller import Fib
-from fib.model import FibRoute
+from l3fab.fib.controller import Fib
+from l3fab.fib.model import FibRoute
 
 from . import plan as planner
 from .iproute import DataplaneError, Ip, Rule, read_sysctl, write_sysctl

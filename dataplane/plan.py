@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fib.model import FibNextHop, FibRoute, Seg6Encap, Seg6Mode, unreachable
+from l3fab.fib.model import FibNextHop, FibRoute, Seg6Encap, Seg6Mode, unreachable
 
 from .iproute import Rule
 from .model import (
@@ -63,7 +63,7 @@ def vrf_device(vni: int) -> str:
 
 def sid_routes(port: PortSpec) -> list[FibRoute]:
     """The decapsulation routes of one endpoint (main table)."""
-    from fib.model import seg6local_route
+    from l3fab.fib.model import seg6local_route
 
     out = []
     if port.sid4 and port.handle4 and port.ipv4:

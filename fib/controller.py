@@ -24,10 +24,10 @@ import logging
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Mapping
 
-from fib.kernel import ApplyOutcome, KernelFib, Op
-from fib.model import FibRoute, RTPROT_L3FAB
-from fib.netlink import Prepared, RouteKey, Signature, to_route
-from fib.reconcile import Pid, Plan, diff
+from l3fab.fib.kernel import ApplyOutcome, KernelFib, Op
+from l3fab.fib.model import FibRoute, RTPROT_L3FAB
+from l3fab.fib.netlink import Prepared, RouteKey, Signature, to_route
+from l3fab.fib.reconcile import Pid, Plan, diff
 
 log = logging.getLogger("l3fab.fib")
 

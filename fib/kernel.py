@@ -22,9 +22,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Protocol, Sequence
 
-from fib import netlink as nl
-from fib.model import RTPROT_L3FAB
-from fib.netlink import Prepared, RouteKey, Signature
+from l3fab.fib import netlink as nl
+from l3fab.fib.model import RTPROT_L3FAB
+from l3fab.fib.netlink import Prepared, RouteKey, Signature
 
 TRANSIENT = frozenset({errno.ENOMEM, errno.ENOBUFS, errno.EAGAIN, errno.EBUSY})
 SOCKET_BUFFER = 32 << 20     # forced (root); acks of a whole chunk must fit

@@ -28,7 +28,7 @@ import socket
 import struct
 from typing import Callable, Iterator, NamedTuple
 
-from fib.model import (FibNextHop, FibRoute, RouteKind, Seg6Encap, Seg6Local,
+from l3fab.fib.model import (FibNextHop, FibRoute, RouteKind, Seg6Encap, Seg6Local,
                        Seg6LocalAction, Seg6Mode, RTPROT_L3FAB)
 
 # netlink

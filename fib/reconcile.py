@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from fib.netlink import Signature, sig_matches
+from l3fab.fib.netlink import Signature, sig_matches
 
 Pid = tuple  # (table, af, dst, dst_len)
 

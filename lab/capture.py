@@ -2,12 +2,12 @@
 
 Two halves:
 
-* ``python -m lab.capture record ...`` runs *inside* a lab namespace: a raw TCP
+* ``python -m l3fab.lab.capture record ...`` runs *inside* a lab namespace: a raw TCP
   socket driven by an l3fab :class:`speaker.session.Session` (it answers OPEN and
   KEEPALIVEs, nothing else), which appends every message the peer sends, as one
   hex line, to ``--out`` before the session sees it. It ends when the peer
   closes the connection (or on SIGTERM).
-* ``python -m lab.capture gobgp|exabgp --out DIR`` builds a two-namespace lab,
+* ``python -m l3fab.lab.capture gobgp|exabgp --out DIR`` builds a two-namespace lab,
   starts the recorder and the real peer (:mod:`lab.peers.gobgp`,
   :mod:`lab.peers.exabgp`), makes the peer announce and withdraw routes of all
   four families and end the session, and writes ``DIR/<peer>-<version>-<transport>-session.hex``
@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # The recorder half must import only the speaker: it runs as a plain script in a namespace.
-from speaker.session import Session, SessionConfig
-from speaker.session.events import Disconnect, Send, StartTimer, StopTimer
-from speaker.wire import IPV4_UNICAST, IPV6_UNICAST, VPNV4, VPNV6, Update, decode_message
-from speaker.wire.constants import HEADER_LEN
+from l3fab.speaker.session import Session, SessionConfig
+from l3fab.speaker.session.events import Disconnect, Send, StartTimer, StopTimer
+from l3fab.speaker.wire import IPV4_UNICAST, IPV6_UNICAST, VPNV4, VPNV6, Update, decode_message
+from l3fab.speaker.wire.constants import HEADER_LEN
 
 FAMILIES = {"ipv4": IPV4_UNICAST, "ipv6": IPV6_UNICAST, "vpnv4": VPNV4, "vpnv6": VPNV6}
 REPO = Path(__file__).resolve().parents[1]
@@ -140,7 +140,7 @@ def read_capture(path: Path) -> list[bytes]:
 
 
 def updates(messages: list[bytes]) -> list[Update]:
-    from speaker.wire import CodecContext
+    from l3fab.speaker.wire import CodecContext
 
     ctx = CodecContext(max_message=65535)
     return [m for m in (decode_message(raw, ctx) for raw in messages[1:]) if isinstance(m, Update)]
@@ -152,13 +152,13 @@ class Recorder:
     def __init__(self, lab, ns, transport: Transport, *, graceful_restart: int | None = 120) -> None:
         self.lab, self.ns = lab, lab.namespace(ns)
         self.path = lab.workdir / f"capture-{transport.name}.hex"
-        argv = [sys.executable, "-m", "lab.capture", "record", "--listen", transport.l3fab,
+        argv = [sys.executable, "-m", "l3fab.lab.capture", "record", "--listen", transport.l3fab,
                 "--out", str(self.path), "--local-as", str(L3FAB_AS), "--peer-as", str(PEER_AS),
                 "--router-id", "10.0.0.1"]
         if graceful_restart is not None:
             argv += ["--graceful-restart", str(graceful_restart)]
         self.process = lab.popen(self.ns, argv, name="recorder", cwd=REPO)
-        from lab.netns import wait_until
+        from l3fab.lab.netns import wait_until
 
         wait_until(lambda: "listening" in self.process.log_text(), 10, 0.05, what="recorder listening")
 
@@ -166,7 +166,7 @@ class Recorder:
         return read_capture(self.path)
 
     def wait_for(self, what: str, predicate, timeout: float = 30.0):
-        from lab.netns import wait_until
+        from l3fab.lab.netns import wait_until
 
         def check():
             if not self.process.alive() and not predicate(self.messages()):
@@ -183,7 +183,7 @@ class Recorder:
         self.wait_for(f"{n} UPDATEs", lambda ms: len(updates(ms)) >= n, timeout)
 
     def wait_closed(self, timeout: float = 30.0) -> None:
-        from lab.netns import wait_until
+        from l3fab.lab.netns import wait_until
 
         wait_until(lambda: not self.process.alive(), timeout, 0.1, what="peer closing the session")
 
@@ -201,7 +201,7 @@ def make_lab(lab, transport: Transport):
 
 def capture_gobgp(lab, transport: Transport) -> tuple[list[bytes], str]:
     """GoBGP 3.10 dials l3fab, announces, withdraws, then its peer is deleted (Cease 6/3)."""
-    from lab.peers import gobgp as g
+    from l3fab.lab.peers import gobgp as g
 
     a, b = make_lab(lab, transport)
     rec = Recorder(lab, a, transport)
@@ -248,7 +248,7 @@ def capture_gobgp(lab, transport: Transport) -> tuple[list[bytes], str]:
 
 def capture_exabgp(lab, transport: Transport) -> tuple[list[bytes], str]:
     """ExaBGP 5.0.15 dials l3fab, announces, withdraws, then tears the session down (Cease 6/2)."""
-    from lab.peers.exabgp import ExaBgp
+    from l3fab.lab.peers.exabgp import ExaBgp
 
     a, b = make_lab(lab, transport)
     rec = Recorder(lab, a, transport)
@@ -294,7 +294,7 @@ PEERS = {
 
 
 def capture(args: argparse.Namespace) -> int:
-    from lab.netns import Lab
+    from l3fab.lab.netns import Lab
 
     stem, who, scenario = PEERS[args.peer]
     for name in args.transport:
@@ -306,7 +306,7 @@ def capture(args: argparse.Namespace) -> int:
         header = [
             f"# Every message {who} sent to an l3fab Session",
             f"# (AS {L3FAB_AS}, passive, all four families, graceful restart) over a veth pair, one per line as hex.",
-            f"# {name.upper()} session ({transport.peer} -> {transport.l3fab}); recorded by `python -m lab.capture "
+            f"# {name.upper()} session ({transport.peer} -> {transport.l3fab}); recorded by `python -m l3fab.lab.capture "
             f"{args.peer} --transport {name}`",
             f"# ({time.strftime('%Y-%m')}): OPEN, KEEPALIVE, UPDATEs and End-of-RIB markers, withdrawals, then the peer",
             f"# {ending}.",
@@ -317,7 +317,7 @@ def capture(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lab.capture", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m l3fab.lab.capture", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     rec = sub.add_parser("record", help="run the recording l3fab side (inside a namespace)")
     rec.add_argument("--listen", required=True, type=lambda s: str(ipaddress.ip_address(s)))

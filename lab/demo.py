@@ -7,7 +7,7 @@ host. The demo waits for BGP and the VPN routes, prints the ping matrix (same te
 reached, other tenant isolated, read from the receivers' own counters), says where to
 look next, and leaves the lab running until ``l3fab lab down``.
 
-Run as root:  ``make demo``  (or ``.venv/bin/python -m lab.demo``); running it again
+Run as root:  ``make demo``  (or ``.venv/bin/python -m l3fab.lab.demo``); running it again
 while the lab is up only prints the matrix again.
 """
 from __future__ import annotations
@@ -22,11 +22,11 @@ def main() -> int:
         print("the demo needs root (network namespaces)", file=sys.stderr)
         return 2
     os.environ.setdefault("COLUMNS", "120")
-    from cli.lab import _say, l3fab_command, print_matrix
-    from cli.output import console
-    from lab import deploy, pingmatrix
-    from lab.labstate import LabStateError, require
-    from lab.topology import DEFAULT_LAB, load
+    from l3fab.cli.lab import _say, l3fab_command, print_matrix
+    from l3fab.cli.output import console
+    from l3fab.lab import deploy, pingmatrix
+    from l3fab.lab.labstate import LabStateError, require
+    from l3fab.lab.topology import DEFAULT_LAB, load
 
     t0 = time.monotonic()
     topo = load(DEFAULT_LAB)

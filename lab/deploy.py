@@ -43,10 +43,10 @@ from typing import Any, Callable
 
 import yaml
 
-from lab.netns import BASE_SYSCTLS, FORWARDING_SYSCTLS
-from lab.peers import FRR_SBIN
-from lab.render import endpoint_commands, intent_commands, l3fab_config, render_frr, render_l3fab
-from lab.topology import Topology
+from l3fab.lab.netns import BASE_SYSCTLS, FORWARDING_SYSCTLS
+from l3fab.lab.peers import FRR_SBIN
+from l3fab.lab.render import endpoint_commands, intent_commands, l3fab_config, render_frr, render_l3fab
+from l3fab.lab.topology import Topology
 
 from . import labstatus
 from .labstate import (LabState, LabStateError, NodeRecord, ProcessRecord, check_name, enter_argv,
@@ -308,7 +308,7 @@ class Deployment:
 
     def _start_l3fab(self, n: NodeRecord) -> None:
         cfg = Path(n.dir) / ("l3fab.lab.yaml" if n.role == "host" else "l3fab.yaml")
-        self._spawn(n, "l3fab", [sys.executable, "-m", "cli.main", "run", "--config", str(cfg),
+        self._spawn(n, "l3fab", [sys.executable, "-m", "l3fab.cli.main", "run", "--config", str(cfg),
                                  "--socket", n.socket, "--log-level", "info"])
 
     def _frr_argv(self, n: NodeRecord, daemon: str) -> list[str]:
@@ -476,7 +476,7 @@ def _run(argv: list[str], input: str | None = None) -> subprocess.CompletedProce
 def run_cli(args: list[str]) -> tuple[int, str]:
     """Run the l3fab CLI (``cli.main``) in this process: (exit code, its stderr). The
     same command a person types, without a Python start-up per command."""
-    from cli.main import app  # here, not at import: cli.main may import this module's app
+    from l3fab.cli.main import app  # here, not at import: cli.main may import this module's app
 
     out, err = io.StringIO(), io.StringIO()
     with redirect_stdout(out), redirect_stderr(err):

@@ -14,9 +14,9 @@ import textwrap
 from dataclasses import dataclass, field
 from typing import Any
 
-from lab.netns import Lab, Namespace
-from lab.peers.frr import FrrRouter
-from lab.peers.l3fab import L3fabNode
+from l3fab.lab.netns import Lab, Namespace
+from l3fab.lab.peers.frr import FrrRouter
+from l3fab.lab.peers.l3fab import L3fabNode
 
 SPINE_AS = 65000
 MTU = 9100

@@ -7,7 +7,7 @@ import json
 import subprocess
 from dataclasses import dataclass, field
 
-from speaker.api import ApiClientError, call
+from l3fab.speaker.api import ApiClientError, call
 
 from .labstate import LabState, NodeRecord, existing_netns, is_ours, vtysh_argv
 

@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from lab.netns import CommandFailed, Lab, Namespace, Process, check_ifname, wait_until
+from l3fab.lab.netns import CommandFailed, Lab, Namespace, Process, check_ifname, wait_until
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -522,7 +522,7 @@ def _positive(kind: type) -> Callable[[str], Any]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m lab.tapvm", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m l3fab.lab.tapvm", description=__doc__.split("\n")[0])
     parser.add_argument("--ifname", required=True, help="TAP device to create or attach")
     parser.add_argument("--mac", required=True, type=_arg(mac_bytes), help="the VM's MAC")
     parser.add_argument("--ipv4", required=True, type=_arg(ipaddress.IPv4Address))
@@ -592,7 +592,7 @@ class TapVm:
         """Start the VM on TAP ``ifname`` in ``ns``; return once the TAP and stats exist."""
         ns = lab.namespace(ns)
         stats_file = lab.workdir / f"{ns.name}-tapvm-{ifname}.json"
-        argv = [sys.executable, "-m", "lab.tapvm", "--ifname", ifname, "--mac", mac,
+        argv = [sys.executable, "-m", "l3fab.lab.tapvm", "--ifname", ifname, "--mac", mac,
                 "--ipv4", ipv4, "--stats", str(stats_file),
                 "--count", str(count), "--interval", str(interval)]
         if ping_when is not None:

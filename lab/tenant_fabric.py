@@ -18,8 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from lab.netns import Lab, Namespace, wait_until
-from lab.peers.l3fab import L3fabNode
+from l3fab.lab.netns import Lab, Namespace, wait_until
+from l3fab.lab.peers.l3fab import L3fabNode
 
 FABRIC_ASN = 65000
 HOST_AS_BASE = 4200000000

@@ -372,7 +372,7 @@ def parse_config(data: Any, source: str = "") -> NodeConfig:
         for req in ("fabric-asn", "locator"):
             if req not in tn:
                 raise ConfigError(f"tenancy.{req}", None, "is required")
-        from tenancy.node import DEFAULT_TABLE_RANGE, NodeSettings
+        from l3fab.tenancy.node import DEFAULT_TABLE_RANGE, NodeSettings
 
         tr = tn.get("table-range", list(DEFAULT_TABLE_RANGE))
         if not isinstance(tr, list) or len(tr) != 2:
@@ -419,7 +419,7 @@ def _dataplane(raw: Any, fib_enabled: bool, tenancy) -> object:
                                    "rate-limits", "reconcile-interval"})
     if raw and tenancy is None:
         raise ConfigError("dataplane", "...", "needs a tenancy section (the dataplane serves tenant endpoints)")
-    from dataplane.intent import DataplaneSettings
+    from l3fab.dataplane.intent import DataplaneSettings
 
     src = raw.get("tunnel-source")
     if src is not None:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 import socket
 
-from fib.controller import Fib
-from fib.model import FibNextHop, FibRoute
+from l3fab.fib.controller import Fib
+from l3fab.fib.model import FibNextHop, FibRoute
 
 from .config import FibConfig
 from .table.rib import Destination

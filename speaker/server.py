@@ -68,12 +68,12 @@ class Speaker:
         self.intent = None
         self._intent_routes: dict = {}  # (family, key) -> route spec currently originated for the intent
         if config.tenancy is not None:
-            from tenancy.intent import Intent
+            from l3fab.tenancy.intent import Intent
 
             self.intent = Intent.load(config.tenancy_state_file, config.tenancy)
         self.tenants = None  # TenantPlane: VRF imports and the dataplane
         if self.intent is not None:
-            from dataplane.intent import DataplaneSettings
+            from l3fab.dataplane.intent import DataplaneSettings
 
             from .tenant_plane import TenantPlane
 

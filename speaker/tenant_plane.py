@@ -12,7 +12,7 @@ import logging
 import socket
 from typing import Callable, Iterable
 
-from dataplane.intent import DataplaneSettings, build_spec
+from l3fab.dataplane.intent import DataplaneSettings, build_spec
 
 from .vrf_import import VrfImporter
 
@@ -187,7 +187,7 @@ class TenantPlane:
     def _counters(self) -> dict:
         if self.dataplane is None or not self.dataplane.use_nft:
             return {}
-        from dataplane import nft
+        from l3fab.dataplane import nft
 
         try:
             return nft.counters()
@@ -197,7 +197,7 @@ class TenantPlane:
     def _rates(self) -> dict:
         if self.dataplane is None or not self.dataplane.use_tc or self.spec is None:
             return {}
-        from dataplane import tc
+        from l3fab.dataplane import tc
 
         try:
             return tc.stats(self.spec.ports)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from dataplane.model import RemoteRoute
+from l3fab.dataplane.model import RemoteRoute
 
 from .table.path import Path
 from .wire.attributes import ExtendedCommunities

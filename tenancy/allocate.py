@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import ipaddress
 
-from speaker.wire.extcommunity import ExtCommunity
-from speaker.wire.rd import RouteDistinguisher
+from l3fab.speaker.wire.extcommunity import ExtCommunity
+from l3fab.speaker.wire.rd import RouteDistinguisher
 
 from .errors import IntentError
 from .model import State

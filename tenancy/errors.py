@@ -7,7 +7,7 @@ same way as a bad node config.
 """
 from __future__ import annotations
 
-from speaker.config import ConfigError
+from l3fab.speaker.config import ConfigError
 
 
 class IntentError(ConfigError):

@@ -17,8 +17,8 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Iterable
 
-from speaker.wire.extcommunity import ExtCommunity, route_target
-from speaker.wire.rd import RouteDistinguisher
+from l3fab.speaker.wire.extcommunity import ExtCommunity, route_target
+from l3fab.speaker.wire.rd import RouteDistinguisher
 
 from .model import Endpoint, Tenant
 from .node import NodeSettings

@@ -19,7 +19,7 @@ from typing import Iterator
 
 import pytest
 
-from lab.netns import Lab, iter_logs, reap_stale
+from l3fab.lab.netns import Lab, iter_logs, reap_stale
 
 HOST_TOOLS = ("ip", "unshare", "nsenter", "sysctl")
 
@@ -45,7 +45,7 @@ def interop_unavailable(peers: tuple[str, ...] | None = None) -> str | None:
     reason = lab_unavailable()
     if reason:
         return reason
-    from lab.peers import PEER_NAMES, missing_binaries
+    from l3fab.lab.peers import PEER_NAMES, missing_binaries
 
     missing = missing_binaries(peers or PEER_NAMES)
     if missing:
@@ -68,7 +68,7 @@ def pytest_report_header(config: pytest.Config) -> str:
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Remove namespaces left by runs that were killed before their teardown."""
     if lab_unavailable() is None:
-        from lab.peers.frr import reap_stale_run_dirs
+        from l3fab.lab.peers.frr import reap_stale_run_dirs
 
         reap_stale()
         reap_stale_run_dirs()

@@ -34,7 +34,7 @@ import textwrap
 from pathlib import Path
 from typing import Any, Iterable
 
-from lab.netns import Lab, Namespace, wait_until
+from l3fab.lab.netns import Lab, Namespace, wait_until
 
 API_SCRIPT = Path(__file__).with_name("exabgp_api.py")
 DEFAULT_FAMILIES = ("ipv4 unicast", "ipv6 unicast", "ipv4 mpls-vpn", "ipv6 mpls-vpn")

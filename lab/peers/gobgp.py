@@ -19,14 +19,14 @@ from typing import Any, Iterable, Sequence
 
 from google.protobuf import any_pb2
 
-from lab.netns import Lab, Namespace, wait_until
+from l3fab.lab.netns import Lab, Namespace, wait_until
 
 try:
     import grpc
 
-    from lab.peers.gobgp_api import attribute_pb2 as attr
-    from lab.peers.gobgp_api import gobgp_pb2 as api
-    from lab.peers.gobgp_api import gobgp_pb2_grpc as api_grpc
+    from l3fab.lab.peers.gobgp_api import attribute_pb2 as attr
+    from l3fab.lab.peers.gobgp_api import gobgp_pb2 as api
+    from l3fab.lab.peers.gobgp_api import gobgp_pb2_grpc as api_grpc
 except ImportError as exc:  # pragma: no cover - depends on .ci/setup having run
     raise ImportError(f"GoBGP gRPC stubs missing ({exc}); run .ci/setup") from exc
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import yaml
 
-from lab.netns import Lab, Namespace, wait_until
-from speaker.api import ApiClientError, call
+from l3fab.lab.netns import Lab, Namespace, wait_until
+from l3fab.speaker.api import ApiClientError, call
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -29,7 +29,7 @@ class L3fabNode:
 
     def start(self, timeout: float = 15.0) -> "L3fabNode":
         self.config_file.write_text(yaml.safe_dump(self.config, sort_keys=False))
-        argv = [sys.executable, "-m", "cli.main", "run", "--config", str(self.config_file),
+        argv = [sys.executable, "-m", "l3fab.cli.main", "run", "--config", str(self.config_file),
                 "--log-level", self.log_level]
         self.process = self.lab.popen(self.ns, argv, name=self.name, cwd=REPO)
         wait_until(self._api_up, timeout, 0.05, what=f"l3fab {self.ns.name}: API socket")
@@ -53,9 +53,9 @@ class L3fabNode:
 
     def cli(self, *args: str, check: bool = True):
         """Run the real ``l3fab`` CLI against this node (outside the namespace: it only needs the socket)."""
-        from lab.netns import run_host
+        from l3fab.lab.netns import run_host
 
-        return run_host([sys.executable, "-m", "cli.main", *args, "--socket", self.socket], check=check)
+        return run_host([sys.executable, "-m", "l3fab.cli.main", *args, "--socket", self.socket], check=check)
 
     def neighbor(self, name: str) -> dict[str, Any]:
         return self.api("neighbor", neighbor=name)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 
-from dataplane.features import Features, detect
-from lab.netns import Lab, Namespace
+from l3fab.dataplane.features import Features, detect
+from l3fab.lab.netns import Lab, Namespace
 
 # Tunnel fallback devices the kernel adds by itself the first time a tunnel kind is used.
 FALLBACK_DEVICES = {"ip6tnl0", "sit0", "tunl0", "ip6gre0", "gre0", "gretap0", "erspan0", "ip_vti0", "ip6_vti0"}

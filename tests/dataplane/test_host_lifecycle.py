@@ -9,9 +9,9 @@ import signal
 
 import pytest
 
-from lab.netns import Lab, wait_until
-from lab.peers.l3fab import L3fabNode
-from lab.tenant_fabric import configure_guest
+from l3fab.lab.netns import Lab, wait_until
+from l3fab.lab.peers.l3fab import L3fabNode
+from l3fab.lab.tenant_fabric import configure_guest
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass, replace
 
 import pytest
 
-from dataplane import nft
-from dataplane.model import GATEWAY4, GATEWAY6, DataplaneSpec, PortSpec
-from lab.netns import Lab, Namespace
+from l3fab.dataplane import nft
+from l3fab.dataplane.model import GATEWAY4, GATEWAY6, DataplaneSpec, PortSpec
+from l3fab.lab.netns import Lab, Namespace
 
 LOCATOR = "2001:db8:0:1::/64"
 UNDERLAY6 = "2001:db8:0:1::1"   # on the host's lo, inside the locator only

@@ -10,8 +10,8 @@ from __future__ import annotations
 import ipaddress
 import struct
 
-from lab.netns import CommandFailed, Lab, Namespace, wait_until
-from lab.tapvm import (ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, ICMP_ECHO_REQUEST, ICMPV6_ECHO_REQUEST,
+from l3fab.lab.netns import CommandFailed, Lab, Namespace, wait_until
+from l3fab.lab.tapvm import (ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, ICMP_ECHO_REQUEST, ICMPV6_ECHO_REQUEST,
                        ND_ADVERT, ND_SOLICIT, PROTO_ICMP, TapVm, Vm, arp, ethernet,
                        icmp_message, icmpv6_checksum, icmpv6_packet, inet_checksum, ipv4_packet,
                        link_local, mac_bytes, multicast_mac, solicited_node)

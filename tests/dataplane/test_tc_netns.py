@@ -12,10 +12,10 @@ import sys
 from dataclasses import dataclass, replace
 from itertools import count
 
-from dataplane import tc
-from dataplane.features import detect
-from dataplane.model import PortSpec
-from lab.netns import Lab, Namespace
+from l3fab.dataplane import tc
+from l3fab.dataplane.features import detect
+from l3fab.dataplane.model import PortSpec
+from l3fab.lab.netns import Lab, Namespace
 
 LIMIT = 8_000_000
 SECONDS = 2.0

@@ -15,9 +15,9 @@ import time
 
 import pytest
 
-from lab.netns import Lab, wait_until
-from lab.tapvm import TapVm
-from lab.tenant_fabric import TenantFabric, build, locator
+from l3fab.lab.netns import Lab, wait_until
+from l3fab.lab.tapvm import TapVm
+from l3fab.lab.tenant_fabric import TenantFabric, build, locator
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -13,9 +13,9 @@ import threading
 
 import pytest
 
-from fib import Fib
-from fib.kernel import KernelFib, open_socket
-from lab.netns import Lab, Namespace
+from l3fab.fib import Fib
+from l3fab.fib.kernel import KernelFib, open_socket
+from l3fab.lab.netns import Lab, Namespace
 
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from fib import (RTPROT_L3FAB, FibNextHop, FibRoute, Seg6Encap, blackhole, seg6_route,
+from l3fab.fib import (RTPROT_L3FAB, FibNextHop, FibRoute, Seg6Encap, blackhole, seg6_route,
                  unicast, unreachable)
-from lab.netns import wait_until
+from l3fab.lab.netns import wait_until
 
 from conftest import fib_in  # tests/fib/conftest.py
 

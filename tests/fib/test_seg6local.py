@@ -22,9 +22,9 @@ from typing import Iterator
 
 import pytest
 
-from fib import Fib, FibNextHop, FibResult, FibRoute, seg6_route, unicast
-from fib.model import seg6local_route
-from lab.netns import CommandFailed, Lab, Namespace, wait_until
+from l3fab.fib import Fib, FibNextHop, FibResult, FibRoute, seg6_route, unicast
+from l3fab.fib.model import seg6local_route
+from l3fab.lab.netns import CommandFailed, Lab, Namespace, wait_until
 
 from conftest import fib_in  # tests/fib/conftest.py
 

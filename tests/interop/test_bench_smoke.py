@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.ingest import Options, run
+from l3fab.bench.ingest import Options, run
 
 pytestmark = pytest.mark.interop("frr", "gobgp")
 
@@ -32,7 +32,7 @@ def test_bench_feeds_l3fab_and_gobgpd_the_whole_table(lab):
 
 
 def test_tenancy_bench_converges_every_endpoint_and_imports_every_route(lab):
-    from bench import tenancy
+    from l3fab.bench import tenancy
 
     endpoints, routes = 5, 1_000
     options = tenancy.Options(endpoints=endpoints, fabrics=("l3fab", "frr"), routes=routes)

@@ -1,6 +1,6 @@
 """``l3fab lab``: the Clos lab of lab/clos-topology.clab.yml as network namespaces.
 
-The CLI runs as a separate process (``python -m cli.lab``), as a person would run it,
+The CLI runs as a separate process (``python -m l3fab.cli.lab``), as a person would run it,
 under a lab name unique to this test run. With FRR on the fabric (the file's engines):
 
 - every BGP session comes up; the configs FRR and l3fab run are the rendered ones;
@@ -26,8 +26,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lab import deploy, labstate, labstatus, pingmatrix, render, topology
-from lab.netns import wait_until
+from l3fab.lab import deploy, labstate, labstatus, pingmatrix, render, topology
+from l3fab.lab.netns import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 TOPO = topology.load()
@@ -40,7 +40,7 @@ namespaces_needed = pytest.mark.interop("frr")
 def lab_cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "COLUMNS": "200"}
     env.pop("L3FAB_LAB", None)
-    return subprocess.run([sys.executable, "-m", "cli.lab", *args], capture_output=True, text=True, cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "l3fab.cli.lab", *args], capture_output=True, text=True, cwd=REPO,
                           env=env, timeout=timeout)
 
 
@@ -211,7 +211,7 @@ def test_every_session_established_with_the_rendered_configs(frr_lab):
         cmdline = Path(f"/proc/{p.pid}/cmdline").read_text().split("\0")
         assert cmdline[:len(p.argv)] == p.argv and labstate.is_ours(p), (p, cmdline)
     # FRR runs exactly what `l3fab render frr` prints
-    printed = subprocess.run([sys.executable, "-m", "cli.main", "render", "frr", "--role", "leaf", "--node", "leaf1"],
+    printed = subprocess.run([sys.executable, "-m", "l3fab.cli.main", "render", "frr", "--role", "leaf", "--node", "leaf1"],
                              capture_output=True, text=True, cwd=REPO, check=True).stdout
     assert (Path(state.workdir) / "leaf1" / "frr.conf").read_text() == printed
     for n in FABRIC:
@@ -317,7 +317,7 @@ def test_l3fab_engine_rebuilds_after_a_crashed_up():
     env = {**os.environ, "COLUMNS": "200"}
     crashed = None
     try:
-        first = subprocess.Popen([sys.executable, "-m", "cli.lab", "up", "--engine", "l3fab", "--name", name],
+        first = subprocess.Popen([sys.executable, "-m", "l3fab.cli.lab", "up", "--engine", "l3fab", "--name", name],
                                  cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             wait_until(lambda: (s := labstate.load(name)) is not None and sum(p.pid is not None

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from lab import fabric
-from lab.netns import wait_until
-from lab.peers.gobgp import GoBgp
+from l3fab.lab import fabric
+from l3fab.lab.netns import wait_until
+from l3fab.lab.peers.gobgp import GoBgp
 
 pytestmark = pytest.mark.interop
 

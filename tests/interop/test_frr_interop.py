@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from lab.netns import wait_until
-from lab.peers.frr import FrrRouter
-from lab.peers.l3fab import L3fabNode
+from l3fab.lab.netns import wait_until
+from l3fab.lab.peers.frr import FrrRouter
+from l3fab.lab.peers.l3fab import L3fabNode
 
 pytestmark = pytest.mark.interop
 

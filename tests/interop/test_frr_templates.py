@@ -15,10 +15,10 @@ import time
 
 import pytest
 
-from lab import render, topology
-from lab.netns import wait_until
-from lab.peers.frr import FrrRouter
-from lab.peers.l3fab import L3fabNode
+from l3fab.lab import render, topology
+from l3fab.lab.netns import wait_until
+from l3fab.lab.peers.frr import FrrRouter
+from l3fab.lab.peers.l3fab import L3fabNode
 
 pytestmark = pytest.mark.interop("frr")
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from lab.netns import wait_until
-from lab.peers.exabgp import ExaBgp
-from lab.peers.gobgp import GoBgp
-from lab.peers.l3fab import L3fabNode
+from l3fab.lab.netns import wait_until
+from l3fab.lab.peers.exabgp import ExaBgp
+from l3fab.lab.peers.gobgp import GoBgp
+from l3fab.lab.peers.l3fab import L3fabNode
 
 pytestmark = pytest.mark.interop
 

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from lab import fabric
-from lab.netns import wait_until
+from l3fab.lab import fabric
+from l3fab.lab.netns import wait_until
 
 pytestmark = pytest.mark.interop
 

@@ -24,8 +24,8 @@ from typing import Any
 
 import pytest
 
-from lab.netns import Lab, netns_pids, wait_until
-from lab.peers.frr import FrrRouter
+from l3fab.lab.netns import Lab, netns_pids, wait_until
+from l3fab.lab.peers.frr import FrrRouter
 
 pytestmark = pytest.mark.interop
 
@@ -114,7 +114,7 @@ def test_frr_unnumbered_ipv4_route_via_ipv6_link_local(lab: Lab) -> None:
 
 @pytest.mark.interop("frr", "gobgp")
 def test_frr_gobgp_vpnv4_and_unicast_exchange(lab: Lab) -> None:
-    from lab.peers.gobgp import GoBgp
+    from l3fab.lab.peers.gobgp import GoBgp
 
     frr_ns, gobgp_ns = numbered_pair(lab, "gobgp")
     gobgp = GoBgp(lab, gobgp_ns).start()
@@ -152,7 +152,7 @@ def test_frr_gobgp_vpnv4_and_unicast_exchange(lab: Lab) -> None:
 
 @pytest.mark.interop("frr", "exabgp")
 def test_frr_exabgp_ipv4_with_ipv6_next_hop(lab: Lab) -> None:
-    from lab.peers.exabgp import ExaBgp
+    from l3fab.lab.peers.exabgp import ExaBgp
 
     frr_ns, exa_ns = numbered_pair(lab, "exa")
     frr = FrrRouter(lab, frr_ns).start(frr_numbered_config(
@@ -190,8 +190,8 @@ def test_frr_exabgp_ipv4_with_ipv6_next_hop(lab: Lab) -> None:
 @pytest.mark.interop("gobgp", "exabgp")
 def test_gobgp_exabgp_vpn_both_ways(lab: Lab) -> None:
     """Two non-FRR peers: VPN routes keep RD, labels and route targets both ways."""
-    from lab.peers.exabgp import ExaBgp
-    from lab.peers.gobgp import GoBgp
+    from l3fab.lab.peers.exabgp import ExaBgp
+    from l3fab.lab.peers.gobgp import GoBgp
 
     g_ns, e_ns = lab.add_namespace("gobgp"), lab.add_namespace("exa")
     g_if, e_if = lab.link(g_ns, e_ns, "gobgp-exa", "exa-gobgp")
@@ -280,7 +280,7 @@ def _exabgp_update(peer: str, announce: dict | None = None, withdraw: dict | Non
 
 def test_exabgp_received_routes_replay_announce_withdraw_and_session_loss() -> None:
     """Shapes as ExaBGP 5.0.15 printed them for updates from FRR 8.4 and gobgpd 3.10."""
-    from lab.peers.exabgp import routes_from_events
+    from l3fab.lab.peers.exabgp import routes_from_events
 
     as_path = {"0": {"element": "as-sequence", "value": [65001]}}
     frr_v4 = _exabgp_update("2001:db8:1::1", attribute={"origin": "igp", "as-path": as_path},

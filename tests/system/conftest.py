@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from speaker.api import ApiClientError, call
+from l3fab.speaker.api import ApiClientError, call
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -25,7 +25,7 @@ class Daemon:
         self.config_file.write_text(yaml.safe_dump({**config, "api-socket": self.socket}))
         self.log = tmp_path / "l3fab.log"
         with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "cli.main", "run", "-c", str(self.config_file),
+            self.proc = subprocess.Popen([sys.executable, "-m", "l3fab.cli.main", "run", "-c", str(self.config_file),
                                           "--log-level", "debug"], cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
                                          start_new_session=True)
         deadline = time.monotonic() + 15

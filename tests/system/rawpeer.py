@@ -4,9 +4,9 @@ from __future__ import annotations
 import socket
 import time
 
-from speaker.wire import IPV4_UNICAST, MessageReader, Open
-from speaker.wire.capabilities import ExtendedNextHop, FourOctetAs, Multiprotocol
-from speaker.wire.message import KEEPALIVE_BYTES
+from l3fab.speaker.wire import IPV4_UNICAST, MessageReader, Open
+from l3fab.speaker.wire.capabilities import ExtendedNextHop, FourOctetAs, Multiprotocol
+from l3fab.speaker.wire.message import KEEPALIVE_BYTES
 
 
 class RawPeer:

@@ -18,7 +18,7 @@ CONFIG = {
 
 def cli(d, *args):
     env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "cli.main", *args, "--socket", d.socket],
+    return subprocess.run([sys.executable, "-m", "l3fab.cli.main", *args, "--socket", d.socket],
                           capture_output=True, text=True, cwd=REPO, env=env)
 
 

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from speaker.wire import IPV4_UNICAST, MessageReader, Notification, Open
-from speaker.wire.capabilities import FourOctetAs, Multiprotocol
-from speaker.wire.message import KEEPALIVE_BYTES
+from l3fab.speaker.wire import IPV4_UNICAST, MessageReader, Notification, Open
+from l3fab.speaker.wire.capabilities import FourOctetAs, Multiprotocol
+from l3fab.speaker.wire.message import KEEPALIVE_BYTES
 
 from .rawpeer import expect
 

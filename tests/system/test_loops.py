@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from speaker.wire import AsPath, NextHop, Origin, Prefix, Update
+from l3fab.speaker.wire import AsPath, NextHop, Origin, Prefix, Update
 
 from .rawpeer import RawPeer, wait
 

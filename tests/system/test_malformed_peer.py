@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import struct
 
-from speaker.wire import AsPath, Notification, Origin, Prefix
-from speaker.wire.message import KEEPALIVE_BYTES
-from speaker.wire.update import Update
+from l3fab.speaker.wire import AsPath, Notification, Origin, Prefix
+from l3fab.speaker.wire.message import KEEPALIVE_BYTES
+from l3fab.speaker.wire.update import Update
 
 from .rawpeer import RawPeer, wait
 
@@ -27,7 +27,7 @@ def _raw_update(attrs: bytes, nlri: bytes) -> bytes:
 
 
 def test_treat_as_withdraw_keeps_session_and_session_reset_notifies(daemon_factory):
-    from speaker.wire.attributes import NextHop
+    from l3fab.speaker.wire.attributes import NextHop
 
     d = daemon_factory(PEER_CONFIG)
     peer = RawPeer(d.status["listen_port"])
@@ -79,5 +79,5 @@ def test_garbage_header_gets_notification(daemon_factory):
 
 
 def _ctx():
-    from speaker.wire.context import DEFAULT_CONTEXT
+    from l3fab.speaker.wire.context import DEFAULT_CONTEXT
     return DEFAULT_CONTEXT

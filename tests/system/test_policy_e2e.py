@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import struct
 
-from speaker.wire import (
+from l3fab.speaker.wire import (
     IPV6_UNICAST, VPNV4, AsPath, MpNextHop, MpReachNlri, Notification, Origin, Prefix, RouteDistinguisher,
     VpnPrefix, route_target,
 )
-from speaker.wire.attributes import ExtendedCommunities
-from speaker.wire.update import Update
+from l3fab.speaker.wire.attributes import ExtendedCommunities
+from l3fab.speaker.wire.update import Update
 
 from .rawpeer import RawPeer, wait
 

@@ -1,8 +1,8 @@
 """l3fab as an RFC 4456 route reflector between iBGP raw peers."""
 from __future__ import annotations
 
-from speaker.wire import AsPath, NextHop, Origin, Prefix, Update
-from speaker.wire.attributes import ClusterList, LocalPref, OriginatorId
+from l3fab.speaker.wire import AsPath, NextHop, Origin, Prefix, Update
+from l3fab.speaker.wire.attributes import ClusterList, LocalPref, OriginatorId
 
 from .rawpeer import RawPeer, wait
 

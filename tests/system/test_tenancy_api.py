@@ -7,14 +7,14 @@ import os
 import subprocess
 import sys
 
-from speaker.wire import IPV6_UNICAST, VPNV4, VPNV6, ExtendedCommunities, Update
+from l3fab.speaker.wire import IPV6_UNICAST, VPNV4, VPNV6, ExtendedCommunities, Update
 
 from .conftest import REPO
 from .rawpeer import RawPeer, wait
 
 
 def cli(d, *args):
-    return subprocess.run([sys.executable, "-m", "cli.main", *args, "--socket", d.socket], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "l3fab.cli.main", *args, "--socket", d.socket], capture_output=True,
                           text=True, cwd=REPO, env={**os.environ, "COLUMNS": "200"})
 
 

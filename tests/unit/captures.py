@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lab.capture import read_capture
-from speaker.session import Session, SessionConfig
-from speaker.wire import IPV4_UNICAST, IPV6_UNICAST, VPNV4, VPNV6
+from l3fab.lab.capture import read_capture
+from l3fab.speaker.session import Session, SessionConfig
+from l3fab.speaker.wire import IPV4_UNICAST, IPV6_UNICAST, VPNV4, VPNV6
 
 DATA = Path(__file__).parent / "data"
 ALL = (IPV4_UNICAST, IPV6_UNICAST, VPNV4, VPNV6)

@@ -1,12 +1,12 @@
 """Realistic paths for the policy tests: what a leaf receives from hosts."""
 from __future__ import annotations
 
-from speaker.table.path import Path, Source
-from speaker.wire.attributes import AsPath, Communities, ExtendedCommunities, MpNextHop, Origin
-from speaker.wire.constants import IPV4_UNICAST, IPV6_UNICAST, VPNV4, VPNV6
-from speaker.wire.extcommunity import route_target
-from speaker.wire.nlri import Prefix, VpnPrefix
-from speaker.wire.rd import RouteDistinguisher
+from l3fab.speaker.table.path import Path, Source
+from l3fab.speaker.wire.attributes import AsPath, Communities, ExtendedCommunities, MpNextHop, Origin
+from l3fab.speaker.wire.constants import IPV4_UNICAST, IPV6_UNICAST, VPNV4, VPNV6
+from l3fab.speaker.wire.extcommunity import route_target
+from l3fab.speaker.wire.nlri import Prefix, VpnPrefix
+from l3fab.speaker.wire.rd import RouteDistinguisher
 
 HOST11 = Source("host11", "fe80::11", asn=65011)
 HOST12 = Source("host12", "fe80::12", asn=65012)

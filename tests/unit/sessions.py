@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections import deque
 
-from speaker.session import Session, SessionConfig
-from speaker.session.events import (
+from l3fab.speaker.session import Session, SessionConfig
+from l3fab.speaker.session.events import (
     Connect,
     Disconnect,
     Send,
@@ -13,9 +13,9 @@ from speaker.session.events import (
     State,
     StopTimer,
 )
-from speaker.wire import KEEPALIVE, Open
-from speaker.wire.capabilities import FourOctetAs, Multiprotocol
-from speaker.wire.constants import IPV4_UNICAST
+from l3fab.speaker.wire import KEEPALIVE, Open
+from l3fab.speaker.wire.capabilities import FourOctetAs, Multiprotocol
+from l3fab.speaker.wire.constants import IPV4_UNICAST
 
 _EOF = None
 

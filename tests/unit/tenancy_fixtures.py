@@ -1,7 +1,7 @@
 """Shared helpers for the tenancy tests: a node, an Intent in a temp dir, fake interfaces."""
 from __future__ import annotations
 
-from tenancy import Intent, NodeSettings
+from l3fab.tenancy import Intent, NodeSettings
 
 NODE = NodeSettings(router_id="192.0.2.1", fabric_asn=65000, locator="2001:db8:0:1::/64")
 

@@ -26,7 +26,7 @@ from bgpbytes import (
     update,
     vpn_prefix,
 )
-from speaker.wire import (
+from l3fab.speaker.wire import (
     IPV4_UNICAST,
     IPV6_UNICAST,
     VPNV4,
@@ -61,7 +61,7 @@ from speaker.wire import (
     pack_withdrawals,
     route_target,
 )
-from speaker.wire.attributes import (
+from l3fab.speaker.wire.attributes import (
     AS_CONFED_SEQUENCE,
     AS_SEQUENCE,
     AS_SET,
@@ -70,9 +70,9 @@ from speaker.wire.attributes import (
     community_str,
     parse_community,
 )
-from speaker.wire.constants import Family
-from speaker.wire.errors import LocalProtocolError
-from speaker.wire.update import ATTRIBUTE_DISCARD, decode_update
+from l3fab.speaker.wire.constants import Family
+from l3fab.speaker.wire.errors import LocalProtocolError
+from l3fab.speaker.wire.update import ATTRIBUTE_DISCARD, decode_update
 
 TWO = CodecContext(four_octet_as=False)
 BASE = (Origin(0), AsPath.sequence(65001))

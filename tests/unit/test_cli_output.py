@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import typer
 
-from cli.output import fail
+from l3fab.cli.output import fail
 
 
 def test_error_message_is_not_read_as_markup(capsys):

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from speaker.config import ConfigError, load_config, parse_config
-from speaker.wire.constants import IPV6_UNICAST, VPNV4
+from l3fab.speaker.config import ConfigError, load_config, parse_config
+from l3fab.speaker.wire.constants import IPV6_UNICAST, VPNV4
 
 REPO = Path(__file__).resolve().parents[2]
 BASE = {"router-id": "10.0.0.1", "asn": 65001,
@@ -87,7 +87,7 @@ def test_yaml_syntax_error_names_the_line(tmp_path):
 
 
 def _cli(*args, cwd=REPO):
-    return subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True, text=True, cwd=cwd)
+    return subprocess.run([sys.executable, "-m", "l3fab.cli.main", *args], capture_output=True, text=True, cwd=cwd)
 
 
 def test_cli_config_errors_are_one_line_with_exit_code_2(tmp_path):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from dataplane.intent import DataplaneSettings, build_spec
-from dataplane.linux import LinuxDataplane
-from dataplane.plan import build
-from tenancy.errors import IntentError
+from l3fab.dataplane.intent import DataplaneSettings, build_spec
+from l3fab.dataplane.linux import LinuxDataplane
+from l3fab.dataplane.plan import build
+from l3fab.tenancy.errors import IntentError
 
 from tenancy_fixtures import new_intent
 

@@ -9,8 +9,8 @@ from dataclasses import replace
 
 import pytest
 
-from dataplane import nft
-from dataplane.model import DataplaneSpec, PortSpec
+from l3fab.dataplane import nft
+from l3fab.dataplane.model import DataplaneSpec, PortSpec
 
 A = PortSpec("web-1", "blue", "vm-a", 100, ipv4="10.0.0.5", ipv6="fd00::5/128")
 B = PortSpec("1db", "red", "tap-b", 101, ipv4="10.0.0.6/32")

@@ -2,18 +2,18 @@
 and VPN best paths -> VRF routes (the host-import policy applied)."""
 from __future__ import annotations
 
-from dataplane.intent import DataplaneSettings, build_spec, default_tunnel_source
-from dataplane.model import RTPROT_L3FAB_VRF, RemoteRoute, handle_for
-from dataplane.plan import MAIN, build, remote_route
-from fib.model import RouteKind
-from speaker.table.path import Path, Source
-from speaker.table.rib import Destination
-from speaker.vrf_import import VrfImporter
-from speaker.wire.attributes import ExtendedCommunities, MpNextHop
-from speaker.wire.constants import VPNV4
-from speaker.wire.extcommunity import route_target
-from speaker.wire.nlri import Prefix, VpnPrefix
-from speaker.wire.rd import RouteDistinguisher
+from l3fab.dataplane.intent import DataplaneSettings, build_spec, default_tunnel_source
+from l3fab.dataplane.model import RTPROT_L3FAB_VRF, RemoteRoute, handle_for
+from l3fab.dataplane.plan import MAIN, build, remote_route
+from l3fab.fib.model import RouteKind
+from l3fab.speaker.table.path import Path, Source
+from l3fab.speaker.table.rib import Destination
+from l3fab.speaker.vrf_import import VrfImporter
+from l3fab.speaker.wire.attributes import ExtendedCommunities, MpNextHop
+from l3fab.speaker.wire.constants import VPNV4
+from l3fab.speaker.wire.extcommunity import route_target
+from l3fab.speaker.wire.nlri import Prefix, VpnPrefix
+from l3fab.speaker.wire.rd import RouteDistinguisher
 
 from tenancy_fixtures import new_intent
 
@@ -148,7 +148,7 @@ def test_remote_routes_are_programmed_in_chunks_from_the_loop(tmp_path):
     (regression: 100k imports held the loop for minutes and sessions were reset)."""
     import asyncio
 
-    from speaker.tenant_plane import TenantPlane
+    from l3fab.speaker.tenant_plane import TenantPlane
 
     it = new_intent(tmp_path)
     it.create_tenant("A", vni=100)

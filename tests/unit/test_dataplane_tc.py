@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 
-from dataplane import tc
-from dataplane.model import PortSpec
+from l3fab.dataplane import tc
+from l3fab.dataplane.model import PortSpec
 
 RATE = 8_000_000
 IFB = tc.ifb_name("vm-e")
@@ -312,7 +312,7 @@ def test_failed_step_skips_rest_of_that_port_only():
 
 
 def test_apply_reads_state_then_runs_nothing_when_in_sync():
-    from dataplane.features import Features
+    from l3fab.dataplane.features import Features
 
     snap = limited_snapshot()
     reads = {"ip -j link show type ifb": [snap.links[IFB]], "ip -j link show": LINKS,
@@ -327,7 +327,7 @@ def test_apply_reports_unreadable_state_as_one_error():
     def broken(argv, netns=None):
         return subprocess.CompletedProcess(argv, 1, "", "Cannot open netlink socket: Permission denied\n")
 
-    from dataplane.features import Features
+    from l3fab.dataplane.features import Features
 
     result = tc.apply([port()], features=Features(), run=broken)
     assert result.errors == ("reading tc state: ip -j link show: Cannot open netlink socket: Permission denied",)

@@ -51,7 +51,7 @@ from exabgp.logger import log as exa_log  # noqa: E402
 from exabgp.protocol.family import AFI, SAFI  # noqa: E402
 from exabgp.protocol.ip import IP  # noqa: E402
 
-from speaker.wire import (  # noqa: E402
+from l3fab.speaker.wire import (  # noqa: E402
     IPV4_UNICAST,
     IPV6_UNICAST,
     VPNV4,

@@ -8,11 +8,11 @@ import struct
 
 import pytest
 
-from fib import FibNextHop, FibRoute, RouteKind, Seg6Encap, seg6_route, unicast, unreachable
-from fib import netlink as nl
-from fib.controller import Fib
-from fib.kernel import KernelFib
-from fib.reconcile import diff
+from l3fab.fib import FibNextHop, FibRoute, RouteKind, Seg6Encap, seg6_route, unicast, unreachable
+from l3fab.fib import netlink as nl
+from l3fab.fib.controller import Fib
+from l3fab.fib.kernel import KernelFib
+from l3fab.fib.reconcile import diff
 
 IFINDEX = {"up0": 7, "up1": 8}.__getitem__
 
@@ -224,7 +224,7 @@ class FakeKernel(KernelFib):
         return {k: s for k, s in self.routes.items() if tables is None or k[0] in tables}
 
     def apply(self, ops):
-        from fib.kernel import ApplyOutcome
+        from l3fab.fib.kernel import ApplyOutcome
         self.applied.extend((op[0], f"{socket.inet_ntop(op[1][1], op[1][2])}/{op[1][3]}")
                             for op in ops)
         for action, pid, metric, _body, sig in ops:

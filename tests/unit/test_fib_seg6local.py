@@ -7,10 +7,10 @@ import struct
 
 import pytest
 
-from fib import netlink as nl
-from fib.model import (FibNextHop, FibRoute, Seg6Encap, Seg6Local, Seg6LocalAction,
+from l3fab.fib import netlink as nl
+from l3fab.fib.model import (FibNextHop, FibRoute, Seg6Encap, Seg6Local, Seg6LocalAction,
                        seg6local_route, unicast)
-from fib.reconcile import diff
+from l3fab.fib.reconcile import diff
 
 IFINDEX = {"vm0": 3, "ub": 2}.__getitem__
 SID = "2001:db8:b::100"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from captures import ALL, load, run_session
-from speaker.session.events import (
+from l3fab.speaker.session.events import (
     Established,
     NotificationReceived,
     RouteRefreshReceived,
@@ -15,7 +15,7 @@ from speaker.session.events import (
     State,
     UpdateReceived,
 )
-from speaker.wire import (
+from l3fab.speaker.wire import (
     IPV4_UNICAST,
     IPV6_UNICAST,
     VPNV4,
@@ -41,7 +41,7 @@ from speaker.wire import (
     decode_message,
     route_target,
 )
-from speaker.wire.capabilities import (
+from l3fab.speaker.wire.capabilities import (
     AddPathCap,
     ExtendedNextHop,
     FqdnCap,

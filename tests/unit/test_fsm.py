@@ -6,8 +6,8 @@ import pytest
 
 from bgpbytes import AS_PATH_65001, ORIGIN_IGP, attr, hx, ip, message, mp_reach, next_hop, prefix, update
 from sessions import Link, established_with, pair, peer_open
-from speaker.session import Session, SessionConfig
-from speaker.session.events import (
+from l3fab.speaker.session import Session, SessionConfig
+from l3fab.speaker.session.events import (
     Connect,
     Disconnect,
     Established,
@@ -23,7 +23,7 @@ from speaker.session.events import (
     Timer,
     UpdateReceived,
 )
-from speaker.wire import (
+from l3fab.speaker.wire import (
     IPV4_UNICAST,
     IPV6_UNICAST,
     KEEPALIVE,
@@ -39,7 +39,7 @@ from speaker.wire import (
     Update,
     pack_announcements,
 )
-from speaker.wire.capabilities import (
+from l3fab.speaker.wire.capabilities import (
     ADDPATH_SEND,
     AddPathCap,
     EnhancedRouteRefreshCap,
@@ -47,7 +47,7 @@ from speaker.wire.capabilities import (
     Multiprotocol,
     RouteRefreshCap,
 )
-from speaker.wire.message import KEEPALIVE_BYTES
+from l3fab.speaker.wire.message import KEEPALIVE_BYTES
 
 KA = KEEPALIVE.encode()
 
@@ -541,7 +541,7 @@ def test_messages_split_across_reads():
 
 def test_tcp_failure_in_opensent_goes_active_and_retries():
     """RFC 4271 section 8.2.2: TcpConnectionFails in OpenSent -> Active, ConnectRetryTimer restarted."""
-    from speaker.session import Session, SessionConfig, StartTimer, State, Timer
+    from l3fab.speaker.session import Session, SessionConfig, StartTimer, State, Timer
 
     s = Session(SessionConfig(65001, "10.0.0.1", 65002))
     s.start()

@@ -15,8 +15,8 @@ import pytest
 
 from bgpbytes import AS_PATH_65001, OPT_TRANS, ORIGIN_IGP, attr, hx, next_hop, update
 from sessions import established_with, peer_open
-from speaker.session import Session, SessionConfig
-from speaker.session.events import (
+from l3fab.speaker.session import Session, SessionConfig
+from l3fab.speaker.session.events import (
     Disconnect,
     NotificationReceived,
     NotificationSent,
@@ -25,7 +25,7 @@ from speaker.session.events import (
     Timer,
     UpdateReceived,
 )
-from speaker.wire import (
+from l3fab.speaker.wire import (
     IPV4_UNICAST,
     IPV6_UNICAST,
     KEEPALIVE,
@@ -63,7 +63,7 @@ from speaker.wire import (
     end_of_rib,
     route_target,
 )
-from speaker.wire.capabilities import (
+from l3fab.speaker.wire.capabilities import (
     ADDPATH_SEND,
     AddPathCap,
     EnhancedRouteRefreshCap,

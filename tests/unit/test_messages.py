@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bgpbytes import MARKER, hx, message, update
-from speaker.wire import (
+from l3fab.speaker.wire import (
     IPV4_UNICAST,
     IPV6_UNICAST,
     KEEPALIVE,
@@ -18,9 +18,9 @@ from speaker.wire import (
     Update,
     decode_message,
 )
-from speaker.wire.constants import Family
-from speaker.wire.errors import MessageHeaderError, RouteRefreshError
-from speaker.wire.route_refresh import SUBTYPE_BORR, SUBTYPE_EORR, SUBTYPE_REQUEST
+from l3fab.speaker.wire.constants import Family
+from l3fab.speaker.wire.errors import MessageHeaderError, RouteRefreshError
+from l3fab.speaker.wire.route_refresh import SUBTYPE_BORR, SUBTYPE_EORR, SUBTYPE_REQUEST
 
 KEEPALIVE_WIRE = hx("ffffffff ffffffff ffffffff ffffffff 0013 04")
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from bgpbytes import hx, label, prefix, rd0, rd1, rd2, vpn_prefix
-from speaker.wire import PathId, Prefix, RouteDistinguisher, VpnPrefix
-from speaker.wire.constants import IPV4_UNICAST, IPV6_UNICAST, VPNV4, VPNV6
-from speaker.wire.errors import LocalProtocolError, UpdateMessageError
-from speaker.wire.nlri import decode_nlri, decode_prefixes, decode_vpn_prefixes, encode_nlri, nlri_family_ok
+from l3fab.speaker.wire import PathId, Prefix, RouteDistinguisher, VpnPrefix
+from l3fab.speaker.wire.constants import IPV4_UNICAST, IPV6_UNICAST, VPNV4, VPNV6
+from l3fab.speaker.wire.errors import LocalProtocolError, UpdateMessageError
+from l3fab.speaker.wire.nlri import decode_nlri, decode_prefixes, decode_vpn_prefixes, encode_nlri, nlri_family_ok
 
 # ------------------------------------------------------------------ plain prefixes
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import random
 
-from speaker.wire.nlri import (
+from l3fab.speaker.wire.nlri import (
     Prefix, RouteDistinguisher, VpnPrefix, decode_prefixes, decode_vpn_prefixes, encode_nlri,
 )
 

@@ -7,10 +7,10 @@ import struct
 import pytest
 
 from bgpbytes import MARKER, cap, hx, ip, message, open_body
-from speaker.session import Session, SessionConfig
-from speaker.session.events import NotificationSent, Send, State
-from speaker.wire import IPV4_UNICAST, IPV6_UNICAST, VPNV4, VPNV6, Open, decode_message
-from speaker.wire.capabilities import (
+from l3fab.speaker.session import Session, SessionConfig
+from l3fab.speaker.session.events import NotificationSent, Send, State
+from l3fab.speaker.wire import IPV4_UNICAST, IPV6_UNICAST, VPNV4, VPNV6, Open, decode_message
+from l3fab.speaker.wire.capabilities import (
     ADDPATH_RECEIVE,
     AddPathCap,
     EnhancedRouteRefreshCap,
@@ -24,8 +24,8 @@ from speaker.wire.capabilities import (
     UnknownCapability,
     decode_capability,
 )
-from speaker.wire.constants import AS_TRANS, Family
-from speaker.wire.errors import LocalProtocolError, OpenMessageError
+from l3fab.speaker.wire.constants import AS_TRANS, Family
+from l3fab.speaker.wire.errors import LocalProtocolError, OpenMessageError
 
 # --------------------------------------------------------------- capabilities, byte-exact
 

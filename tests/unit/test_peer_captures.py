@@ -1,5 +1,5 @@
 """What real GoBGP 3.10 and ExaBGP 5.0.15 sent to an l3fab session, byte for byte
-(tests/unit/data/README.md, recorded by ``python -m lab.capture``), decoded by the
+(tests/unit/data/README.md, recorded by ``python -m l3fab.lab.capture``), decoded by the
 codec and fed through a Session: OPEN capabilities, IPv4 unicast with IPv4 and
 RFC 8950 IPv6 next hops, IPv6 unicast, VPNv4/VPNv6 with RD types 0/1/2, labels,
 route targets, communities, MED, large communities, withdrawals, End-of-RIB and the
@@ -11,8 +11,8 @@ from __future__ import annotations
 import pytest
 
 from captures import ALL, load, run_session
-from speaker.session.events import Established, NotificationReceived, SessionDown, State, UpdateReceived
-from speaker.wire import (
+from l3fab.speaker.session.events import Established, NotificationReceived, SessionDown, State, UpdateReceived
+from l3fab.speaker.wire import (
     IPV4_UNICAST,
     IPV6_UNICAST,
     KEEPALIVE,
@@ -38,7 +38,7 @@ from speaker.wire import (
     decode_message,
     route_target,
 )
-from speaker.wire.capabilities import (
+from l3fab.speaker.wire.capabilities import (
     ExtendedMessageCap,
     ExtendedNextHop,
     FourOctetAs,

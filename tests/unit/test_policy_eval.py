@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 
 from policypaths import HOST11, HOST12, SID11, SID12, unicast, vpn
-from speaker.policy import EvalContext, NextHopDirective, parse_policy, parse_policy_config
-from speaker.table.path import Path
-from speaker.wire.attributes import (
+from l3fab.speaker.policy import EvalContext, NextHopDirective, parse_policy, parse_policy_config
+from l3fab.speaker.table.path import Path
+from l3fab.speaker.wire.attributes import (
     AsPath,
     AsSegment,
     AS_SET,
@@ -21,8 +21,8 @@ from speaker.wire.attributes import (
     Origin,
     parse_community,
 )
-from speaker.wire.extcommunity import TYPE_FOUR_OCTET_AS, route_target
-from speaker.wire.rd import RouteDistinguisher
+from l3fab.speaker.wire.extcommunity import TYPE_FOUR_OCTET_AS, route_target
+from l3fab.speaker.wire.rd import RouteDistinguisher
 
 C = parse_community
 

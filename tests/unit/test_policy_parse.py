@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from speaker.config import ConfigError
-from speaker.policy import Action, parse_policy_config
+from l3fab.speaker.config import ConfigError
+from l3fab.speaker.policy import Action, parse_policy_config
 
 PLS = {"host11-locator": ["2001:db8:0:11::/64"]}
 

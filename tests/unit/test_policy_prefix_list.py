@@ -6,8 +6,8 @@ import ipaddress
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from speaker.policy import PrefixEntry, PrefixList
-from speaker.wire.nlri import Prefix
+from l3fab.speaker.policy import PrefixEntry, PrefixList
+from l3fab.speaker.wire.nlri import Prefix
 
 P = Prefix.parse
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from policypaths import HOST12, LOCATOR11, LOCATOR12, SID11, SID12, unicast, vpn
-from speaker.policy import parse_policy
-from speaker.policy.roles import (
+from l3fab.speaker.policy import parse_policy
+from l3fab.speaker.policy.roles import (
     host_export,
     host_export_config,
     host_import,

@@ -13,7 +13,7 @@ import random
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from speaker.wire import (
+from l3fab.speaker.wire import (
     IPV4_UNICAST,
     IPV6_UNICAST,
     VPNV4,
@@ -47,9 +47,9 @@ from speaker.wire import (
     pack_announcements,
     pack_withdrawals,
 )
-from speaker.wire.attributes import AS_CONFED_SEQUENCE, AS_CONFED_SET, AS_SEQUENCE, AS_SET, attr_code
-from speaker.wire.constants import MAX_EXTENDED_MESSAGE_LEN
-from speaker.wire.nlri import encode_nlri
+from l3fab.speaker.wire.attributes import AS_CONFED_SEQUENCE, AS_CONFED_SET, AS_SEQUENCE, AS_SET, attr_code
+from l3fab.speaker.wire.constants import MAX_EXTENDED_MESSAGE_LEN
+from l3fab.speaker.wire.nlri import encode_nlri
 
 FAMILIES = (IPV4_UNICAST, IPV6_UNICAST, VPNV4, VPNV6)
 PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

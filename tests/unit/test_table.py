@@ -1,18 +1,18 @@
 """The table layer: decision process, Loc-RIB, next-hop tracking, export rules, Adj-RIB-Out."""
 from __future__ import annotations
 
-from speaker.table.adj_rib_out import AdjRibOut
-from speaker.table.decision import DecisionConfig, compare, select
-from speaker.table.export import ExportContext, export_path
-from speaker.table.nexthop import NexthopTracker
-from speaker.table.path import LOCAL, Path, Source
-from speaker.table.rib import LocRib
-from speaker.wire import (
+from l3fab.speaker.table.adj_rib_out import AdjRibOut
+from l3fab.speaker.table.decision import DecisionConfig, compare, select
+from l3fab.speaker.table.export import ExportContext, export_path
+from l3fab.speaker.table.nexthop import NexthopTracker
+from l3fab.speaker.table.path import LOCAL, Path, Source
+from l3fab.speaker.table.rib import LocRib
+from l3fab.speaker.wire import (
     IPV4_UNICAST, IPV6_UNICAST, VPNV4, AsPath, ClusterList, LocalPref, Med, MessageReader, MpNextHop, Origin,
     OriginatorId, Prefix, RouteDistinguisher, VpnPrefix, route_target,
 )
-from speaker.wire.attributes import ExtendedCommunities
-from speaker.wire.context import CodecContext
+from l3fab.speaker.wire.attributes import ExtendedCommunities
+from l3fab.speaker.wire.context import CodecContext
 
 PFX = Prefix.parse("10.1.0.0/24")
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from tenancy import IntentError, NodeSettings
-from tenancy.allocate import route_target, vpn_label
+from l3fab.tenancy import IntentError, NodeSettings
+from l3fab.tenancy.allocate import route_target, vpn_label
 
 from tenancy_fixtures import new_intent, reload
 

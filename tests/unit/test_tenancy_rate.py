@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from tenancy.rate import format_rate, parse_rate
+from l3fab.tenancy.rate import format_rate, parse_rate
 
 
 @pytest.mark.parametrize("text, bits", [

@@ -4,11 +4,11 @@ from __future__ import annotations
 import pytest
 from tenancy_fixtures import new_intent
 
-from speaker.origination import parse_route
-from speaker.wire.constants import IPV6_UNICAST, VPNV4, VPNV6
-from speaker.wire.extcommunity import ExtCommunity
-from tenancy import NodeSettings, decide_import, peering_effective
-from tenancy.model import TenantSpec
+from l3fab.speaker.origination import parse_route
+from l3fab.speaker.wire.constants import IPV6_UNICAST, VPNV4, VPNV6
+from l3fab.speaker.wire.extcommunity import ExtCommunity
+from l3fab.tenancy import NodeSettings, decide_import, peering_effective
+from l3fab.tenancy.model import TenantSpec
 
 OTHER_SID = "2001:db8:0:2::100"  # another host's locator
 

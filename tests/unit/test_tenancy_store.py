@@ -7,7 +7,7 @@ import os
 import pytest
 from tenancy_fixtures import new_intent, reload
 
-from tenancy import IntentError, store
+from l3fab.tenancy import IntentError, store
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from tenancy_fixtures import NODE, FakeInterfaces, new_intent, reload
 
-from tenancy import IntentError, NodeSettings
+from l3fab.tenancy import IntentError, NodeSettings
 
 
 @pytest.fixture
@@ -138,7 +138,7 @@ def test_unknown_lookups_are_one_line_errors(intent):
 
 
 def test_interface_check_defaults_to_sysfs(tmp_path):
-    from tenancy import Intent
+    from l3fab.tenancy import Intent
     i = Intent.load(tmp_path / "s.json", NODE)
     i.create_tenant("blue", 100)
     assert i.add_endpoint("lo-ep", "blue", "lo", ipv4="10.0.0.1").interface == "lo"

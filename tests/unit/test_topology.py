@@ -17,10 +17,10 @@ import yaml
 from typer import Typer
 from typer.testing import CliRunner
 
-from cli.render import app as render_app
-from lab import render
-from lab.topology import DEFAULT_LAB, TopologyError, load, parse
-from speaker.config import load_config
+from l3fab.cli.render import app as render_app
+from l3fab.lab import render
+from l3fab.lab.topology import DEFAULT_LAB, TopologyError, load, parse
+from l3fab.speaker.config import load_config
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA = REPO.parent / "shared" / "containerlab" / "clab.schema.json"

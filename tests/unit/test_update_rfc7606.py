@@ -28,7 +28,7 @@ from bgpbytes import (
     update,
     update_body,
 )
-from speaker.wire import (
+from l3fab.speaker.wire import (
     IPV4_UNICAST,
     IPV6_UNICAST,
     Aggregator,
@@ -45,8 +45,8 @@ from speaker.wire import (
     Update,
     decode_message,
 )
-from speaker.wire.errors import UpdateMessageError
-from speaker.wire.update import ATTRIBUTE_DISCARD, TREAT_AS_WITHDRAW, decode_update
+from l3fab.speaker.wire.errors import UpdateMessageError
+from l3fab.speaker.wire.update import ATTRIBUTE_DISCARD, TREAT_AS_WITHDRAW, decode_update
 
 NH = next_hop("10.0.0.1")
 NLRI = prefix("192.0.2.0/24")
