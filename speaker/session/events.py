@@ -99,3 +99,20 @@ class SessionDown:
 
     reason: str
     notification: bool = False
+
+
+# Everything a Session method returns: actions for the transport, events for the owner.
+SessionOutput = (
+    Send
+    | Connect
+    | Disconnect
+    | StartTimer
+    | StopTimer
+    | StateChanged
+    | Established
+    | UpdateReceived
+    | RouteRefreshReceived
+    | NotificationReceived
+    | NotificationSent
+    | SessionDown
+)

@@ -31,11 +31,11 @@ from ..wire.constants import (
     OpenSubcode,
 )
 from ..wire.errors import OpenMessageError, RemoteProtocolError
-from ..wire.message import KEEPALIVE_BYTES, MessageReader, decode_body
-from ..wire.notification import Notification
-from ..wire.open import Open
-from ..wire.route_refresh import RouteRefresh
-from ..wire.update import Update
+from ..wire.message import KEEPALIVE_BYTES, Message, MessageReader
+from ..wire.notification import Notification, decode_notification
+from ..wire.open import Open, decode_open
+from ..wire.route_refresh import RouteRefresh, decode_route_refresh
+from ..wire.update import Update, decode_update
 from .events import (
     Connect,
     Disconnect,
@@ -45,6 +45,7 @@ from .events import (
     RouteRefreshReceived,
     Send,
     SessionDown,
+    SessionOutput,
     StartTimer,
     State,
     StateChanged,
@@ -110,7 +111,7 @@ class Session:
         self.connect_retry_counter = 0
         self.last_error: str = ""
         self._reader = MessageReader()
-        self._out: list = []
+        self._out: list[SessionOutput] = []
         self._connected = False
         self._notified = False
         self.messages_in = 0
@@ -120,10 +121,10 @@ class Session:
 
     # ------------------------------------------------------------------ helpers
 
-    def _emit(self, item) -> None:
+    def _emit(self, item: SessionOutput) -> None:
         self._out.append(item)
 
-    def _take(self) -> list:
+    def _take(self) -> list[SessionOutput]:
         out, self._out = self._out, []
         return out
 
@@ -165,7 +166,7 @@ class Session:
 
     # ------------------------------------------------------------------ inputs
 
-    def start(self) -> list:
+    def start(self) -> list[SessionOutput]:
         """ManualStart (or ManualStart_with_PassiveTcpEstablishment)."""
         if self.state is State.IDLE:
             self._emit(StopTimer(Timer.IDLE_HOLD))
@@ -177,7 +178,7 @@ class Session:
                 self._emit(Connect())
         return self._take()
 
-    def stop(self, notification: Notification | None = None, restart: bool = False) -> list:
+    def stop(self, notification: Notification | None = None, restart: bool = False) -> list[SessionOutput]:
         """ManualStop: send a Cease (administrative shutdown unless given) and go Idle."""
         n = notification or Notification.shutdown()
         self._fail(f"stopped: {n.describe()}", n if self.state in (State.OPENSENT, State.OPENCONFIRM, State.ESTABLISHED) else None, restart)
@@ -185,7 +186,7 @@ class Session:
             self._emit(StopTimer(Timer.IDLE_HOLD))
         return self._take()
 
-    def connection_made(self) -> list:
+    def connection_made(self) -> list[SessionOutput]:
         """TcpConnectionConfirmed / Tcp_CR_Acked: send our OPEN."""
         if self.state in (State.IDLE, State.OPENSENT, State.OPENCONFIRM, State.ESTABLISHED):
             # A connection we can't use now; the owner must drop it.
@@ -199,7 +200,7 @@ class Session:
         self._goto(State.OPENSENT, "connected")
         return self._take()
 
-    def connection_failed(self, reason: str = "connection failed") -> list:
+    def connection_failed(self, reason: str = "connection failed") -> list[SessionOutput]:
         """TcpConnectionFails: in Connect/Active keep trying; otherwise drop to Idle."""
         if self.state is State.CONNECT:
             self._goto(State.ACTIVE, reason)
@@ -219,7 +220,7 @@ class Session:
             self._fail(reason)
         return self._take()
 
-    def timer_expired(self, timer: Timer) -> list:
+    def timer_expired(self, timer: Timer) -> list[SessionOutput]:
         if timer is Timer.CONNECT_RETRY:
             if self.state in (State.CONNECT, State.ACTIVE) and not self.config.passive:
                 self._goto(State.CONNECT, "connect retry")
@@ -237,7 +238,7 @@ class Session:
                 return self.start()
         return self._take()
 
-    def data_received(self, data: bytes) -> list:
+    def data_received(self, data: bytes) -> list[SessionOutput]:
         if not self._connected:
             return self._take()
         self._reader.feed(data)
@@ -253,7 +254,7 @@ class Session:
 
     # ------------------------------------------------------------------ sending
 
-    def send(self, message) -> list:
+    def send(self, message: Message) -> list[SessionOutput]:
         """Encode and send an UPDATE / ROUTE-REFRESH / NOTIFICATION in Established."""
         if self.state is not State.ESTABLISHED or self.negotiated is None:
             return []
@@ -265,7 +266,7 @@ class Session:
         self._send(message.encode(self.negotiated.codec))
         return self._take()
 
-    def send_raw_updates(self, chunks: list[bytes]) -> list:
+    def send_raw_updates(self, chunks: list[bytes]) -> list[SessionOutput]:
         """Send pre-encoded UPDATE messages (see :func:`speaker.wire.update.pack_announcements`)."""
         if self.state is not State.ESTABLISHED:
             return []
@@ -278,7 +279,7 @@ class Session:
     def _handle(self, msg_type: int, body: bytes) -> None:
         st = self.state
         if msg_type == MessageType.NOTIFICATION:
-            n = decode_body(msg_type, body)
+            n = decode_notification(body)
             self._notified = True
             self._emit(NotificationReceived(n))
             self._fail(f"notification from peer: {n.describe()}", None)
@@ -288,28 +289,31 @@ class Session:
                 self._fail("unexpected message in OpenSent",
                            Notification(ErrorCode.FSM, FsmSubcode.UNEXPECTED_IN_OPENSENT))
                 return
-            self._receive_open(decode_body(msg_type, body))
+            self._receive_open(decode_open(body))
             return
         if st is State.OPENCONFIRM:
             if msg_type == MessageType.KEEPALIVE:
-                self._emit(StartTimer(Timer.HOLD, self.negotiated.hold_time) if self.negotiated.hold_time else StopTimer(Timer.HOLD))
+                neg = self.negotiated
+                assert neg is not None  # set by the OPEN that led to OpenConfirm
+                self._emit(StartTimer(Timer.HOLD, neg.hold_time) if neg.hold_time else StopTimer(Timer.HOLD))
                 self._goto(State.ESTABLISHED, "keepalive received")
-                self._emit(Established(self.negotiated))
+                self._emit(Established(neg))
                 return
             self._fail("unexpected message in OpenConfirm",
                        Notification(ErrorCode.FSM, FsmSubcode.UNEXPECTED_IN_OPENCONFIRM))
             return
         if st is State.ESTABLISHED:
             neg = self.negotiated
+            assert neg is not None  # kept from OpenConfirm while Established
             if neg.hold_time:
                 self._emit(StartTimer(Timer.HOLD, neg.hold_time))
             if msg_type == MessageType.UPDATE:
                 self.updates_in += 1
-                self._emit(UpdateReceived(decode_body(msg_type, body, self._reader.ctx)))
+                self._emit(UpdateReceived(decode_update(body, self._reader.ctx)))
             elif msg_type == MessageType.KEEPALIVE:
                 pass
             elif msg_type == MessageType.ROUTE_REFRESH:
-                rr = decode_body(msg_type, body)
+                rr = decode_route_refresh(body)
                 if _refresh_acceptable(rr, neg):
                     self._emit(RouteRefreshReceived(rr))
             else:
@@ -362,15 +366,16 @@ class Session:
         local_id = tuple(int(x) for x in self.config.router_id.split("."))
         remote_id = tuple(int(x) for x in other_remote_id.split("."))
         if local_id == remote_id:
-            if remote_as is None:
-                remote_as = self.peer_open.asn if self.peer_open is not None else self.config.peer_as
-            if isinstance(remote_as, int) and remote_as != self.config.local_as:
-                return local_initiated if self.config.local_as < remote_as else not local_initiated
+            other_as: int | str | None = remote_as
+            if other_as is None:
+                other_as = self.peer_open.asn if self.peer_open is not None else self.config.peer_as
+            if isinstance(other_as, int) and other_as != self.config.local_as:
+                return local_initiated if self.config.local_as < other_as else not local_initiated
         if local_id > remote_id:
             return not local_initiated
         return local_initiated
 
-    def collision_close(self) -> list:
+    def collision_close(self) -> list[SessionOutput]:
         """Close this connection with Cease / Connection Collision Resolution."""
         self._fail("connection collision", Notification(ErrorCode.CEASE, CeaseSubcode.CONNECTION_COLLISION), restart=False)
         return self._take()

@@ -63,7 +63,7 @@ def negotiate(local: Open, peer: Open, hold_time: int) -> Negotiated:
     fams = _families(local) & _families(peer)
     four = bool(local.first(FourOctetAs) and peer.first(FourOctetAs))
 
-    def entries(o: Open, cls) -> set:
+    def entries(o: Open, cls: type[AddPathCap | ExtendedNextHop]) -> set[tuple[Family, int]]:
         return {e for c in o.find(cls) for e in c.entries}
 
     ours_ap = {f: m for f, m in entries(local, AddPathCap)}

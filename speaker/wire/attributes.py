@@ -9,12 +9,15 @@ from __future__ import annotations
 import ipaddress
 import struct
 from dataclasses import dataclass
-from typing import ClassVar, NamedTuple
+from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
 from .constants import AS_TRANS, AttrFlag, AttrType, Family
 from .context import CodecContext
 from .extcommunity import ExtCommunity
 from .errors import LocalProtocolError
+
+if TYPE_CHECKING:
+    from .nlri import Nlri
 
 WK = AttrFlag.TRANSITIVE  # well-known: optional=0, transitive=1
 OPT_TRANS = AttrFlag.OPTIONAL | AttrFlag.TRANSITIVE
@@ -339,7 +342,7 @@ class MpReachNlri(PathAttribute):
 
     family: Family = None  # type: ignore[assignment]
     next_hop: MpNextHop = None  # type: ignore[assignment]
-    nlri: tuple = ()
+    nlri: tuple[Nlri, ...] = ()
     type_code: ClassVar[int] = AttrType.MP_REACH_NLRI
     flags: ClassVar[int] = OPT_NONTRANS
 
@@ -354,7 +357,7 @@ class MpReachNlri(PathAttribute):
 @dataclass(frozen=True)
 class MpUnreachNlri(PathAttribute):
     family: Family = None  # type: ignore[assignment]
-    nlri: tuple = ()
+    nlri: tuple[Nlri, ...] = ()
     type_code: ClassVar[int] = AttrType.MP_UNREACH_NLRI
     flags: ClassVar[int] = OPT_NONTRANS
 

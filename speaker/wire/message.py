@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from .constants import HEADER_LEN, MARKER, MAX_EXTENDED_MESSAGE_LEN, MAX_MESSAGE_LEN, HeaderSubcode, MessageType
@@ -20,7 +21,7 @@ from .update import Update, decode_update
 class Keepalive:
     type: int = field(default=MessageType.KEEPALIVE, init=False, repr=False, compare=False)
 
-    def encode(self, ctx=None) -> bytes:
+    def encode(self, ctx: CodecContext | None = None) -> bytes:
         return KEEPALIVE_BYTES
 
 
@@ -76,7 +77,7 @@ class MessageReader:
     def buffered(self) -> int:
         return len(self._buf)
 
-    def frames(self):
+    def frames(self) -> Iterator[tuple[int, bytes]]:
         """Yield ``(type, body)`` for every complete message; raises MessageHeaderError."""
         buf = self._buf
         pos = 0
@@ -95,7 +96,7 @@ class MessageReader:
         finally:
             del buf[:pos]
 
-    def messages(self):
+    def messages(self) -> Iterator[Message]:
         """Yield decoded messages; raises the typed error of the first bad one."""
         for msg_type, body in self.frames():
             yield decode_body(msg_type, body, self.ctx)

@@ -17,7 +17,7 @@ _PAD = (b"", b"\x00", b"\x00" * 2, b"\x00" * 3, b"\x00" * 4, b"\x00" * 5, b"\x00
         b"\x00" * 8, b"\x00" * 9, b"\x00" * 10, b"\x00" * 11, b"\x00" * 12, b"\x00" * 13,
         b"\x00" * 14, b"\x00" * 15, b"\x00" * 16)
 _MASK = (0x00, 0x80, 0xC0, 0xE0, 0xF0, 0xF8, 0xFC, 0xFE)
-_AF = {Afi.IPV4: socket.AF_INET, Afi.IPV6: socket.AF_INET6}
+_AF: dict[int, socket.AddressFamily] = {Afi.IPV4: socket.AF_INET, Afi.IPV6: socket.AF_INET6}
 
 WITHDRAW_LABEL = 0x800000  # RFC 8277 section 2.4: label field of a withdrawal
 BOTTOM_OF_STACK = 1
@@ -138,7 +138,7 @@ def _same_columns(data: bytes, size: int, columns: int) -> bool:
     return True
 
 
-def decode_prefixes(afi: int, data: bytes, addpath: bool = False) -> list:
+def decode_prefixes(afi: int, data: bytes, addpath: bool = False) -> list[Nlri]:
     """Decode an unlabeled NLRI sequence (IPv4 NLRI field, or MP_REACH/UNREACH for SAFI 1)."""
     if not addpath and data:
         # Fast path: a run of full-length host routes (/32 or /128), the common bulk case.
@@ -148,7 +148,7 @@ def decode_prefixes(afi: int, data: bytes, addpath: bool = False) -> list:
             new = tuple.__new__
             a = int(afi)
             return [new(Prefix, (a, full, data[i + 1 : i + size])) for i in range(0, len(data), size)]
-    out: list = []
+    out: list[Nlri] = []
     append = out.append
     maxlen = 32 if afi == Afi.IPV4 else 128
     width = maxlen >> 3
@@ -178,13 +178,13 @@ def decode_prefixes(afi: int, data: bytes, addpath: bool = False) -> list:
     return out
 
 
-def decode_vpn_prefixes(afi: int, data: bytes, addpath: bool = False, withdraw: bool = False) -> list:
+def decode_vpn_prefixes(afi: int, data: bytes, addpath: bool = False, withdraw: bool = False) -> list[Nlri]:
     """Decode labeled VPN NLRI (RFC 4364 section 4.3.4, RFC 8277 label stack).
 
     Route distinguishers and label stacks repeat across the NLRI of one UPDATE, so
     their decoded objects are shared through small per-call caches.
     """
-    out: list = []
+    out: list[Nlri] = []
     append = out.append
     maxlen = 32 if afi == Afi.IPV4 else 128
     width = maxlen >> 3
@@ -201,12 +201,12 @@ def decode_vpn_prefixes(afi: int, data: bytes, addpath: bool = False, withdraw: 
             size = 12 + nb
             if plen & 7 == 0 and _uniform_records(data, size) and _same_columns(data, size, 12):
                 rd = RouteDistinguisher.unpack(data[4:12])
-                labels = () if withdraw else (int.from_bytes(data[1:4], "big") >> 4,)
+                labels: tuple[int, ...] = () if withdraw else (int.from_bytes(data[1:4], "big") >> 4,)
                 tail = _PAD[(maxlen >> 3) - nb]
                 return [new(VpnPrefix, (rd, new(Prefix, (afi, plen, data[i + 12 : i + size] + tail)), labels))
                         for i in range(0, len(data), size)]
-    rd_cache: dict = {}
-    label_cache: dict = {}
+    rd_cache: dict[bytes, RouteDistinguisher] = {}
+    label_cache: dict[bytes, tuple[int, ...]] = {}
     i = 0
     end = len(data)
     while i < end:
@@ -223,20 +223,22 @@ def decode_vpn_prefixes(afi: int, data: bytes, addpath: bool = False, withdraw: 
         if bits < 24 or i + 3 > end:
             raise _bad_nlri("VPN NLRI too short for its label")
         if withdraw:
-            labels: tuple = ()
+            labels = ()
         else:
             raw_label = data[i : i + 3]
-            labels = label_cache.get(raw_label)
-            if labels is None:
-                labels = label_cache[raw_label] = (int.from_bytes(raw_label, "big") >> 4,)
+            cached_labels = label_cache.get(raw_label)
+            if cached_labels is None:
+                cached_labels = label_cache[raw_label] = (int.from_bytes(raw_label, "big") >> 4,)
+            labels = cached_labels
         i += 3
         bits -= 24
         if bits < 64 or i + 8 > end:
             raise _bad_nlri("VPN NLRI too short for its route distinguisher")
         raw_rd = data[i : i + 8]
-        rd = rd_cache.get(raw_rd)
-        if rd is None:
-            rd = rd_cache[raw_rd] = RouteDistinguisher.unpack(raw_rd)
+        cached_rd = rd_cache.get(raw_rd)
+        if cached_rd is None:
+            cached_rd = rd_cache[raw_rd] = RouteDistinguisher.unpack(raw_rd)
+        rd = cached_rd
         i += 8
         plen = bits - 64
         if plen > maxlen:
@@ -255,7 +257,7 @@ def decode_vpn_prefixes(afi: int, data: bytes, addpath: bool = False, withdraw: 
     return out
 
 
-def decode_nlri(family: Family, data: bytes, addpath: bool = False, withdraw: bool = False) -> list:
+def decode_nlri(family: Family, data: bytes, addpath: bool = False, withdraw: bool = False) -> list[Nlri]:
     if family.is_vpn:
         return decode_vpn_prefixes(family.afi, data, addpath, withdraw)
     return decode_prefixes(family.afi, data, addpath)

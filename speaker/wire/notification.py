@@ -5,6 +5,7 @@ import struct
 from dataclasses import dataclass, field
 
 from .constants import HEADER_LEN, CeaseSubcode, ErrorCode, MessageType
+from .context import CodecContext
 
 _NAMES = {
     (1, 0): "message header error", (1, 1): "connection not synchronized", (1, 2): "bad message length",
@@ -57,7 +58,7 @@ class Notification:
             text += f" data {self.data[:32].hex()}"
         return text
 
-    def encode(self, ctx=None) -> bytes:
+    def encode(self, ctx: CodecContext | None = None) -> bytes:
         body = struct.pack("!BB", self.code, self.subcode) + self.data
         return b"\xff" * 16 + struct.pack("!HB", HEADER_LEN + len(body), MessageType.NOTIFICATION) + body
 

@@ -1,13 +1,18 @@
 """OPEN messages (RFC 4271 section 4.2, RFC 5492 capabilities, RFC 9072 extended parameters)."""
 from __future__ import annotations
 
+import builtins
 import ipaddress
 import struct
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from .capabilities import Capability, CapabilityError, FourOctetAs, Multiprotocol, decode_capability
 from .constants import AS_TRANS, BGP_VERSION, HEADER_LEN, MessageType, OpenSubcode, Family
+from .context import CodecContext
 from .errors import LocalProtocolError, OpenMessageError
+
+C = TypeVar("C", bound=Capability)
 
 PARAM_CAPABILITIES = 2
 PARAM_EXTENDED = 255  # RFC 9072
@@ -26,10 +31,10 @@ class Open:
 
     type: int = field(default=MessageType.OPEN, init=False, repr=False, compare=False)
 
-    def find(self, cls):
+    def find(self, cls: builtins.type[C]) -> tuple[C, ...]:
         return tuple(c for c in self.capabilities if isinstance(c, cls))
 
-    def first(self, cls):
+    def first(self, cls: builtins.type[C]) -> C | None:
         for c in self.capabilities:
             if isinstance(c, cls):
                 return c
@@ -38,7 +43,7 @@ class Open:
     def families(self) -> frozenset[Family]:
         return frozenset(c.family for c in self.find(Multiprotocol))
 
-    def encode(self, ctx=None) -> bytes:
+    def encode(self, ctx: CodecContext | None = None) -> bytes:
         if not 0 <= self.hold_time <= 0xFFFF:
             raise LocalProtocolError(f"hold time {self.hold_time} out of range")
         my_as = self.asn if self.asn <= 0xFFFF else AS_TRANS

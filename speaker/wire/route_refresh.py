@@ -5,6 +5,7 @@ import struct
 from dataclasses import dataclass, field
 
 from .constants import HEADER_LEN, Family, MessageType
+from .context import CodecContext
 from .errors import RouteRefreshError
 
 SUBTYPE_REQUEST = 0
@@ -19,7 +20,7 @@ class RouteRefresh:
 
     type: int = field(default=MessageType.ROUTE_REFRESH, init=False, repr=False, compare=False)
 
-    def encode(self, ctx=None) -> bytes:
+    def encode(self, ctx: CodecContext | None = None) -> bytes:
         body = struct.pack("!HBB", self.family.afi, self.subtype, self.family.safi)
         return b"\xff" * 16 + struct.pack("!HB", HEADER_LEN + len(body), MessageType.ROUTE_REFRESH) + body
 

@@ -7,9 +7,12 @@ The lighter RFC 7606 outcomes are recorded on the decoded :class:`Update`:
 """
 from __future__ import annotations
 
+import builtins
 import ipaddress
 import struct
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar, overload
 
 from .attributes import (
     AS_CONFED_SEQUENCE,
@@ -58,7 +61,9 @@ from .constants import (
 from .context import DEFAULT_CONTEXT, CodecContext
 from .errors import LocalProtocolError, UpdateMessageError
 from .extcommunity import ExtCommunity
-from .nlri import decode_nlri, decode_prefixes, encode_nlri
+from .nlri import Nlri, decode_nlri, decode_prefixes, encode_nlri
+
+A = TypeVar("A", bound=PathAttribute)
 
 TREAT_AS_WITHDRAW = "treat-as-withdraw"
 ATTRIBUTE_DISCARD = "attribute-discard"
@@ -82,15 +87,21 @@ class Fault:
 class Update:
     """An UPDATE.  ``attributes`` include MP_REACH_NLRI / MP_UNREACH_NLRI when present."""
 
-    withdrawn: tuple = ()
+    withdrawn: tuple[Nlri, ...] = ()
     attributes: tuple[PathAttribute, ...] = ()
-    nlri: tuple = ()
+    nlri: tuple[Nlri, ...] = ()
     treat_as_withdraw: bool = False
     faults: tuple[Fault, ...] = field(default=(), compare=False)
 
     type: int = field(default=MessageType.UPDATE, init=False, repr=False, compare=False)
 
-    def get(self, cls_or_code):
+    @overload
+    def get(self, cls_or_code: builtins.type[A]) -> A | None: ...
+
+    @overload
+    def get(self, cls_or_code: int) -> PathAttribute | None: ...
+
+    def get(self, cls_or_code: builtins.type[PathAttribute] | int) -> PathAttribute | None:
         """The first attribute of a class (or with a type code), or ``None``."""
         for a in self.attributes:
             if (isinstance(cls_or_code, int) and attr_code(a) == cls_or_code) or (
@@ -103,11 +114,11 @@ class Update:
         """The attributes describing the path: everything except MP_(UN)REACH_NLRI."""
         return tuple(a for a in self.attributes if not isinstance(a, (MpReachNlri, MpUnreachNlri)))
 
-    def reachable(self) -> list[tuple[Family, MpNextHop | None, tuple]]:
+    def reachable(self) -> list[tuple[Family, MpNextHop | None, tuple[Nlri, ...]]]:
         """(family, next hop, NLRI) groups this UPDATE announces (empty if treat-as-withdraw)."""
         if self.treat_as_withdraw:
             return []
-        out = []
+        out: list[tuple[Family, MpNextHop | None, tuple[Nlri, ...]]] = []
         if self.nlri:
             nh = self.get(NextHop)
             out.append((IPV4_UNICAST, MpNextHop(nh.address) if nh else None, self.nlri))
@@ -116,9 +127,9 @@ class Update:
             out.append((mp.family, mp.next_hop, mp.nlri))
         return out
 
-    def unreachable(self) -> list[tuple[Family, tuple]]:
+    def unreachable(self) -> list[tuple[Family, tuple[Nlri, ...]]]:
         """(family, NLRI) groups to withdraw, including announcements treated as withdrawn."""
-        out = []
+        out: list[tuple[Family, tuple[Nlri, ...]]] = []
         if self.withdrawn:
             out.append((IPV4_UNICAST, self.withdrawn))
         mpu = self.get(MpUnreachNlri)
@@ -178,7 +189,7 @@ def encode_attributes(attributes: tuple[PathAttribute, ...], ctx: CodecContext) 
     """
     attrs = list(attributes)
     if not ctx.four_octet_as:
-        extra = []
+        extra: list[PathAttribute] = []
         for a in attrs:
             if isinstance(a, AsPath) and a.needs_as4():
                 extra.append(As4Path(tuple(s for s in a.segments if s.type in (AS_SET, AS_SEQUENCE))))
@@ -212,7 +223,7 @@ class _Malformed(Exception):
 _RESET = "session-reset"
 
 # type code -> (expected optional+transitive flag bits, RFC 7606 action when malformed)
-_KNOWN = {
+_KNOWN: dict[int, tuple[int, str]] = {
     AttrType.ORIGIN: (WK, TREAT_AS_WITHDRAW),
     AttrType.AS_PATH: (WK, TREAT_AS_WITHDRAW),
     AttrType.NEXT_HOP: (WK, TREAT_AS_WITHDRAW),
@@ -270,7 +281,7 @@ def _ipv4(value: bytes) -> str:
     return str(ipaddress.IPv4Address(value))
 
 
-def _decode_attribute(flags: int, code: int, value: bytes, ctx: CodecContext):
+def _decode_attribute(flags: int, code: int, value: bytes, ctx: CodecContext) -> PathAttribute:
     """Decode one known attribute value or raise :class:`_Malformed`."""
     if code == AttrType.ORIGIN:
         _fixed_len(value, 1, "ORIGIN", TREAT_AS_WITHDRAW)
@@ -374,13 +385,13 @@ def _merge_as4(attrs: dict[int, PathAttribute], faults: list[Fault], ctx: CodecC
             faults.append(Fault(ATTRIBUTE_DISCARD, AttrType.AS4_PATH, 0, "AS4_PATH/AS4_AGGREGATOR on a 4-octet session"))
         return
     agg = attrs.get(AttrType.AGGREGATOR)
-    if as4_agg is not None:
+    if isinstance(as4_agg, As4Aggregator):  # the only type decoded for AS4_AGGREGATOR
         if isinstance(agg, Aggregator) and agg.asn != AS_TRANS:
             return  # the AGGREGATOR is authoritative; AS4_PATH is ignored as well
         if isinstance(agg, Aggregator):
             attrs[AttrType.AGGREGATOR] = Aggregator(as4_agg.asn, as4_agg.address)
     path = attrs.get(AttrType.AS_PATH)
-    if as4_path is None or not isinstance(path, AsPath):
+    if not isinstance(as4_path, As4Path) or not isinstance(path, AsPath):  # As4Path: decoded for AS4_PATH
         return
     want = path.path_length()
     have = As4Path_length(as4_path.segments)
@@ -544,7 +555,7 @@ def decode_update(body: bytes, ctx: CodecContext = DEFAULT_CONTEXT) -> Update:
 
 
 def pack_announcements(family: Family, attributes: tuple[PathAttribute, ...], next_hop: MpNextHop | None,
-                       nlri: list, ctx: CodecContext = DEFAULT_CONTEXT) -> list[bytes]:
+                       nlri: Sequence[Nlri], ctx: CodecContext = DEFAULT_CONTEXT) -> list[bytes]:
     """Encode as few UPDATEs as fit ``ctx.max_message`` announcing ``nlri`` with shared attributes.
 
     IPv4 unicast with an IPv4 next hop uses the NLRI field; every other case uses
@@ -572,9 +583,9 @@ def pack_announcements(family: Family, attributes: tuple[PathAttribute, ...], ne
     return out
 
 
-def pack_withdrawals(family: Family, nlri: list, ctx: CodecContext = DEFAULT_CONTEXT) -> list[bytes]:
+def pack_withdrawals(family: Family, nlri: Sequence[Nlri], ctx: CodecContext = DEFAULT_CONTEXT) -> list[bytes]:
     encoded = [encode_nlri(n, withdraw=True) for n in nlri]
-    out = []
+    out: list[bytes] = []
     if family == IPV4_UNICAST:
         room = ctx.max_message - HEADER_LEN - 4
         for chunk in _chunks(encoded, room):
@@ -587,7 +598,7 @@ def pack_withdrawals(family: Family, nlri: list, ctx: CodecContext = DEFAULT_CON
     return out
 
 
-def _chunks(encoded: list[bytes], room: int):
+def _chunks(encoded: list[bytes], room: int) -> Iterator[bytes]:
     if room <= 0:
         raise LocalProtocolError("path attributes leave no room for NLRI in one UPDATE")
     buf: list[bytes] = []
