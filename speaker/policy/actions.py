@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any, TypeVar, cast
 
 from ..table.path import Path
 from ..wire.attributes import (
@@ -22,6 +23,8 @@ from ..wire.attributes import (
     Origin,
     PathAttribute,
 )
+
+A = TypeVar("A", bound=PathAttribute)
 
 
 class Action(Enum):
@@ -63,18 +66,19 @@ class Draft:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.changes: dict[type, PathAttribute | None] = {}  # None: remove
+        self.changes: dict[type[PathAttribute], PathAttribute | None] = {}  # None: remove
         self.next_hop = path.next_hop
 
-    def get(self, cls: type) -> PathAttribute | None:
+    def get(self, cls: type[A]) -> A | None:
         if cls in self.changes:
-            return self.changes[cls]
-        return self.path.get(cls)
+            return cast("A | None", self.changes[cls])  # put() files each attribute under its own type
+        found: A | None = self.path.get(cls)
+        return found
 
     def put(self, attr: PathAttribute) -> None:
         self.changes[type(attr)] = attr
 
-    def remove(self, cls: type) -> None:
+    def remove(self, cls: type[PathAttribute]) -> None:
         self.changes[cls] = None
 
     def build(self) -> Path:
@@ -118,7 +122,7 @@ class SetAttribute(SetOperation):
         draft.put(self.attribute)
 
 
-_SET_KEYS = {LocalPref: "local-pref", Med: "med", Origin: "origin"}
+_SET_KEYS: dict[type[PathAttribute], str] = {LocalPref: "local-pref", Med: "med", Origin: "origin"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,11 +146,11 @@ class EditList(SetOperation):
     communities (route origins, colours) are kept.
     """
 
-    attribute: type  # Communities, LargeCommunities or ExtendedCommunities
-    add: tuple = ()
-    remove: frozenset = frozenset()
+    attribute: type[Communities | LargeCommunities | ExtendedCommunities]
+    add: tuple[Any, ...] = ()  # ints, LargeCommunity or ExtCommunity values, as ``attribute`` holds
+    remove: frozenset[Any] = frozenset()
     remove_all: bool = False
-    replace: tuple | None = None
+    replace: tuple[Any, ...] | None = None
 
     @property
     def key(self) -> str:  # type: ignore[override]
@@ -154,7 +158,7 @@ class EditList(SetOperation):
 
     def apply(self, draft: Draft, ctx: EvalContext) -> None:
         current = draft.get(self.attribute)
-        values = current.communities if current is not None else ()
+        values: tuple[Any, ...] = current.communities if current is not None else ()
         rt_only = self.attribute is ExtendedCommunities
         if rt_only:
             kept_other = tuple(c for c in values if not c.is_route_target)
@@ -176,7 +180,7 @@ class EditList(SetOperation):
             draft.remove(self.attribute)
 
 
-_EDIT_KEYS = {Communities: "communities", LargeCommunities: "large-communities",
+_EDIT_KEYS: dict[type[PathAttribute], str] = {Communities: "communities", LargeCommunities: "large-communities",
               ExtendedCommunities: "route-targets"}
 
 

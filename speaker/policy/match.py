@@ -11,8 +11,11 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..table.path import Path
+from ..wire.attributes import LargeCommunity
 from ..wire.constants import Family
+from ..wire.extcommunity import ExtCommunity
 from ..wire.nlri import VpnPrefix
+from ..wire.rd import RouteDistinguisher
 from .prefix_list import PrefixList
 
 
@@ -62,8 +65,8 @@ class AnyOf(Condition):
     """The path carries at least one of ``values`` in the list ``values_of(path)`` gives:
     communities, large communities or extended communities (route targets)."""
 
-    values: frozenset
-    values_of: Callable[[Path], tuple]
+    values: frozenset[object]
+    values_of: Callable[[Path], tuple[object, ...]]
 
     @property
     def key(self) -> str:  # type: ignore[override]
@@ -73,19 +76,19 @@ class AnyOf(Condition):
         return not self.values.isdisjoint(self.values_of(path))
 
 
-def communities_of(path: Path) -> tuple:
+def communities_of(path: Path) -> tuple[int, ...]:
     return path.communities
 
 
-def large_communities_of(path: Path) -> tuple:
+def large_communities_of(path: Path) -> tuple[LargeCommunity, ...]:
     return path.large_communities
 
 
-def ext_communities_of(path: Path) -> tuple:
+def ext_communities_of(path: Path) -> tuple[ExtCommunity, ...]:
     return path.ext_communities
 
 
-_ANY_OF_KEYS = {communities_of: "community", large_communities_of: "large-community",
+_ANY_OF_KEYS: dict[Callable[[Path], tuple[object, ...]], str] = {communities_of: "community", large_communities_of: "large-community",
                 ext_communities_of: "route-target"}
 
 
@@ -93,7 +96,7 @@ _ANY_OF_KEYS = {communities_of: "community", large_communities_of: "large-commun
 class RdIn(Condition):
     """Only VPN routes have a route distinguisher; other routes never match."""
 
-    rds: frozenset
+    rds: frozenset[RouteDistinguisher]
     key = "rd"
 
     def test(self, path: Path) -> bool:
@@ -104,7 +107,7 @@ class RdIn(Condition):
 class AsPathRegex(Condition):
     """``re.search`` over the AS path as ``show`` prints it: ``"65001 65002 {65003 65004}"``."""
 
-    patterns: tuple[re.Pattern, ...]
+    patterns: tuple[re.Pattern[str], ...]
     key = "as-path-regex"
 
     def test(self, path: Path) -> bool:

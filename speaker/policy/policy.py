@@ -8,7 +8,7 @@ policy's default does, with the sets of any ``next`` terms kept.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 from ..table.path import Path
 from .actions import DEFAULT_CONTEXT, Action, EvalContext, NextHopDirective, SetOperation, apply_sets
@@ -51,7 +51,8 @@ class Policy:
     terms: tuple[Term, ...]
     default_accept: bool = False
     # per term: (match test or None for "always", sets, decision: True/False/None for next, term)
-    _steps: tuple = field(init=False, repr=False, compare=False)
+    _steps: tuple[tuple[Callable[[Path], bool] | None, tuple[SetOperation, ...], bool | None, Term], ...] = field(
+        init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         decision = {Action.ACCEPT: True, Action.REJECT: False, Action.NEXT: None}

@@ -18,7 +18,7 @@ from functools import lru_cache
 from ..wire.constants import Afi
 from ..wire.nlri import Prefix
 
-_WIDTH = {Afi.IPV4: 32, Afi.IPV6: 128}
+_WIDTH: dict[int, int] = {Afi.IPV4: 32, Afi.IPV6: 128}
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,12 +65,13 @@ class PrefixList:
     name: str
     entries: tuple[PrefixEntry, ...]
     # afi -> ((length, shift, {network bits: ((ge, le), ...)}), ...) sorted by length
-    _ranges: dict = field(init=False, repr=False, compare=False)
+    _ranges: dict[int, tuple[tuple[int, int, dict[int, tuple[tuple[int, int], ...]]], ...]] = field(
+        init=False, repr=False, compare=False)
     # afi -> ((shift, {network bits}), ...): the networks alone, for address containment
-    _networks: dict = field(init=False, repr=False, compare=False)
+    _networks: dict[int, tuple[tuple[int, frozenset[int]], ...]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        ranges: dict[int, dict[int, dict[int, list]]] = {}
+        ranges: dict[int, dict[int, dict[int, list[tuple[int, int]]]]] = {}
         for e in self.entries:
             p = e.prefix
             shift = _WIDTH[p.afi] - p.length

@@ -9,7 +9,7 @@ next hops of a host's VPN routes, lie inside them.
 from __future__ import annotations
 
 import ipaddress
-from typing import Iterable
+from typing import Any, Iterable
 
 from .parse import parse_policy
 from .policy import Policy
@@ -24,7 +24,7 @@ def _locator(locator: object) -> str:
     return str(net)
 
 
-def leaf_from_host_config(locator: object) -> dict:
+def leaf_from_host_config(locator: object) -> dict[str, Any]:
     """A leaf's import policy on the session to one host."""
     loc = _locator(locator)
     return {
@@ -38,13 +38,13 @@ def leaf_from_host_config(locator: object) -> dict:
     }
 
 
-def host_export_config(locator: object, allowed_route_targets: Iterable[str] | None = None) -> dict:
+def host_export_config(locator: object, allowed_route_targets: Iterable[str] | None = None) -> dict[str, Any]:
     """A host's export policy: its locator, and VPN routes whose next hop (SID) is its own.
 
     With ``allowed_route_targets``, a VPN route must also carry one of them.
     """
     loc = _locator(locator)
-    vpn_match: dict = {"family": VPN_FAMILIES, "next-hop-in": [loc]}
+    vpn_match: dict[str, Any] = {"family": VPN_FAMILIES, "next-hop-in": [loc]}
     if allowed_route_targets is not None:
         rts = [str(rt) for rt in allowed_route_targets]
         if not rts:
@@ -60,7 +60,7 @@ def host_export_config(locator: object, allowed_route_targets: Iterable[str] | N
     }
 
 
-def host_import_config(locator: object) -> dict:
+def host_import_config(locator: object) -> dict[str, Any]:
     """A host's import policy: nobody else may claim a SID inside this host's locator.
 
     VPN routes with a next hop inside the own locator are rejected (the caller puts
