@@ -10,7 +10,7 @@ test: setup
 	$(PYTHON) -m pytest -q tests
 
 demo: setup
-	$(PYTHON) -m l3fab.lab.demo
+	$(PYTHON) -m l3fab.cli.demo
 
 bench: setup
 	$(PYTHON) -m l3fab.bench.ingest

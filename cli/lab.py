@@ -29,7 +29,7 @@ NameOpt = typer.Option(None, "--name", help="Lab name (default: $L3FAB_LAB, else
 JsonOpt = typer.Option(False, "--json", help="Machine-readable output.")
 
 
-def _say(text: str) -> None:
+def say(text: str) -> None:
     console.print(f"[dim]lab:[/] {text}", highlight=False)
 
 
@@ -104,7 +104,7 @@ def up(file: Path = typer.Argument(DEFAULT_LAB, help="The containerlab topology 
     lab_name = _name(name or os.environ.get("L3FAB_LAB") or topo.name)
     _need_root()
     try:
-        outcome = deploy.up(topo, lab_name, engine, _say)
+        outcome = deploy.up(topo, lab_name, engine, say)
     except labstate.LabStateError as e:
         fail(str(e), 2)
     except (deploy.DeployError, OSError) as e:
@@ -121,7 +121,7 @@ def down(name: Optional[str] = NameOpt) -> None:
     lab_name = _name(name)
     _need_root()
     try:
-        deploy.down(lab_name, _say)
+        deploy.down(lab_name, say)
     except labstate.LabStateError as e:
         fail(str(e), 2)
     except (deploy.DeployError, OSError) as e:

@@ -13,7 +13,10 @@ from typing import List, Optional
 import typer
 
 from l3fab.speaker.api import ApiClientError, call, serve
-from l3fab.speaker.config import DEFAULT_API_SOCKET, ConfigError, load_config
+from l3fab.speaker.config import DEFAULT_API_SOCKET
+from l3fab.speaker.errors import ConfigError
+
+from .daemon import AppConfig, Daemon, load_app_config
 
 from .output import console, emit_json, fail, neighbors_table, routes_table
 
@@ -49,9 +52,9 @@ def _api(sock: Optional[str], method: str, params: dict | None = None):
         fail(str(e), 2 if e.bad_input else 1)
 
 
-def _load(path: Path):
+def _load(path: Path) -> AppConfig:
     try:
-        return load_config(path)
+        return load_app_config(path)
     except ConfigError as e:
         fail(f"config: {e}", 2)
 
@@ -66,7 +69,6 @@ def run(config: Path = typer.Option(..., "--config", "-c", help="Node configurat
         fail(f"--log-level: {log_level!r} is not debug, info, warning or error", 2)
     cfg = _load(config)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from l3fab.speaker.server import Speaker
 
     # A full table is hundreds of thousands of small immutable tuples, which form no
     # reference cycles; CPython's default generation-0 threshold (700) would re-scan
@@ -74,26 +76,12 @@ def run(config: Path = typer.Option(..., "--config", "-c", help="Node configurat
     gc.set_threshold(50_000, 20, 100)
 
     async def main() -> None:
-        fib = None
-        if cfg.fib.enabled:
-            from l3fab.speaker.fib_feed import FibFeed
-
-            fib = FibFeed(cfg.fib)
-        dataplane = None
-        if cfg.tenancy is not None and cfg.dataplane is not None and cfg.dataplane.enabled:
-            from l3fab.dataplane.linux import LinuxDataplane
-
-            uplinks = [n.interface for n in cfg.neighbors if n.interface]
-            dataplane = LinuxDataplane(uplinks=uplinks, use_nft=cfg.dataplane.nftables,
-                                       use_tc=cfg.dataplane.rate_limits)
         try:
-            speaker = Speaker(cfg, fib=fib, dataplane=dataplane)
+            daemon = Daemon(cfg, socket_path)
         except ConfigError as e:  # e.g. a tenancy state file that cannot be accepted
             fail(f"config: {e}", 2)
-        path = socket_path or cfg.api_socket
         try:
-            await speaker.start()
-            api = await serve(path, speaker.handle)
+            await daemon.start()
         except OSError as e:
             fail(f"{e}", 1)
         stop = asyncio.Event()
@@ -106,17 +94,17 @@ def run(config: Path = typer.Option(..., "--config", "-c", help="Node configurat
             stop_hard.set()
             stop.set()
 
-        loop.add_signal_handler(signal.SIGUSR1, hard)  # full stop: Cease to peers, FIB routes removed
+        loop.add_signal_handler(signal.SIGUSR1, hard)  # full stop: Cease to peers, kernel objects removed
         gc.freeze()  # start-up objects live forever: keep them out of every collection
-        logging.getLogger("l3fab").info("l3fab %s AS %s running, API on %s", cfg.router_id, cfg.asn, path)
+        logging.getLogger("l3fab").info("l3fab %s AS %s running, API on %s", cfg.node.router_id, cfg.node.asn,
+                                        daemon.api_socket)
         await stop.wait()
-        api.close()
-        # SIGTERM/SIGINT is a graceful restart unless the node has graceful restart off:
-        # sessions drop without NOTIFICATION and the kernel keeps our routes, so peers that
-        # support RFC 4724 keep forwarding while l3fab comes back.
-        await speaker.stop(graceful=not stop_hard.is_set())
+        # SIGTERM/SIGINT is a graceful restart: sessions drop without NOTIFICATION and the
+        # kernel keeps our routes, so peers that support RFC 4724 keep forwarding while
+        # l3fab comes back.
+        await daemon.stop(graceful=not stop_hard.is_set())
         try:
-            os.unlink(path)
+            os.unlink(daemon.api_socket)
         except OSError:
             pass
 
@@ -126,7 +114,7 @@ def run(config: Path = typer.Option(..., "--config", "-c", help="Node configurat
 @config_app.command("check")
 def config_check(config: Path = typer.Argument(..., help="Node configuration (YAML).")) -> None:
     """Validate a node configuration and print a summary."""
-    cfg = _load(config)
+    cfg = _load(config).node
     console.print(f"{config}: router-id {cfg.router_id}, AS {cfg.asn}, {len(cfg.neighbors)} neighbour(s): OK")
 
 

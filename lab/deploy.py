@@ -14,7 +14,7 @@ UTS, so every node has its own hostname), named ``l3lab-<lab>-<node>``:
   (``l3fab.lab.yaml``) differs only in ``tenancy.state-file``, which must be per node
   here because the nodes share one file system, and its API socket is given with
   ``--socket``. Tenants and endpoints are then created through the l3fab CLI
-  (:func:`lab.render.intent_commands`);
+  (:func:`lab.render.intent_requests`);
 - endpoints are namespaces configured as guests by :func:`lab.render.endpoint_commands`.
 
 ``--engine`` overrides the leaves' and spines' engine: ``frr``, ``l3fab`` (their
@@ -30,14 +30,12 @@ is quick and leaves no doubt about what runs.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import pwd
 import re
 import subprocess
 import sys
 import time
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any, Callable
 
@@ -45,7 +43,7 @@ import yaml
 
 from l3fab.lab.netns import BASE_SYSCTLS, FORWARDING_SYSCTLS
 from l3fab.lab.peers import FRR_SBIN
-from l3fab.lab.render import endpoint_commands, intent_commands, l3fab_config, render_frr, render_l3fab
+from l3fab.lab.render import endpoint_commands, intent_requests, l3fab_config, render_frr, render_l3fab
 from l3fab.lab.topology import Topology
 
 from . import labstatus
@@ -359,7 +357,7 @@ class Deployment:
         self.say(f"l3fab running on {len(nodes)} nodes")
 
     def _intent(self) -> None:
-        """Tenants and endpoints through the l3fab CLI (what is there already is kept)."""
+        """Tenants and endpoints through each host's l3fab API (what is there already is kept)."""
         self.state.phase = "creating tenants and endpoints"
         for n in self.nodes("l3fab"):
             if n.role != "host":
@@ -367,15 +365,20 @@ class Deployment:
             have = {"tenant": {t["name"] for t in labstatus.api(n, "tenant_list")},
                     "endpoint": {e["name"] for e in labstatus.api(n, "endpoint_list")}}
             done = []
-            for cmd in intent_commands(self.topo, n.name):
-                if cmd[3] in have[cmd[1]]:
+            for req in intent_requests(self.topo, n.name):
+                if req.name in have[req.kind]:
                     continue
-                code, err = run_cli([*cmd[1:], "--socket", n.socket])
+                cmd = " ".join(req.command)
+                try:
+                    labstatus.api(n, req.method, **req.params)
+                    err = ""
+                except labstatus.QueryError as e:
+                    err = str(e)
                 with open(Path(n.dir) / "intent.log", "a") as f:
-                    f.write(f"$ {' '.join(cmd)}  -> exit {code}\n{err}")
-                if code != 0:
-                    raise DeployError(f"{n.name}: `{' '.join(cmd)}` failed: {err.strip() or f'exit {code}'}")
-                done.append(f"{cmd[1]} {cmd[3]}")
+                    f.write(f"$ {cmd}  -> {err or 'ok'}\n")
+                if err:
+                    raise DeployError(f"{n.name}: `{cmd}` failed: {err}")
+                done.append(f"{req.kind} {req.name}")
             self.say(f"{n.name}: " + (", ".join(done) if done else "tenants and endpoints already there"))
 
     # -- waiting -------------------------------------------------------------
@@ -471,20 +474,6 @@ def _run(argv: list[str], input: str | None = None) -> subprocess.CompletedProce
     if p.returncode != 0:
         raise DeployError(f"`{' '.join(argv)}` failed: {(p.stderr or p.stdout).strip()[:300]}")
     return p
-
-
-def run_cli(args: list[str]) -> tuple[int, str]:
-    """Run the l3fab CLI (``cli.main``) in this process: (exit code, its stderr). The
-    same command a person types, without a Python start-up per command."""
-    from l3fab.cli.main import app  # here, not at import: cli.main may import this module's app
-
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        try:
-            code = app(args=args, prog_name="l3fab", standalone_mode=False)
-        except SystemExit as e:
-            code = e.code
-    return int(code or 0), err.getvalue()
 
 
 def lab_env(node: NodeRecord) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -154,24 +155,45 @@ def endpoint_commands(topology: Topology, name: str) -> list[list[str]]:
     return cmds
 
 
-def intent_commands(topology: Topology, host: str) -> list[list[str]]:
-    """``l3fab`` commands that create the host's tenants and endpoints."""
+@dataclass(frozen=True)
+class IntentRequest:
+    """One tenant or endpoint of a host: the API request that creates it, and the
+    ``l3fab`` command an operator would type for the same."""
+
+    kind: str  # "tenant" or "endpoint"
+    name: str
+    method: str
+    params: dict[str, Any]
+    command: tuple[str, ...]
+
+
+def intent_requests(topology: Topology, host: str) -> list[IntentRequest]:
+    """The API requests that create the host's tenants and endpoints."""
     node = topology.node(host)
     if node.role != "host":
         raise RenderError(f"node {host!r} is a {node.role}: only hosts have tenants")
     eps = topology.endpoints_of(host)
-    cmds = []
+    out = []
     for t in topology.tenants:
         if any(e.tenant == t.name for e in eps):
-            cmds.append(["l3fab", "tenant", "create", t.name, "--vni", str(t.vni)])
+            out.append(IntentRequest("tenant", t.name, "tenant_create", {"name": t.name, "vni": t.vni},
+                                     ("l3fab", "tenant", "create", t.name, "--vni", str(t.vni))))
     for e in eps:
         cmd = ["l3fab", "endpoint", "add", e.name, "--tenant", e.tenant, "--interface", e.host_port.ifname]
+        params: dict[str, Any] = {"name": e.name, "tenant": e.tenant, "interface": e.host_port.ifname}
         if e.ipv4:
             cmd += ["--ipv4", e.ipv4]
+            params["ipv4"] = e.ipv4
         if e.ipv6:
             cmd += ["--ipv6", e.ipv6]
-        cmds.append(cmd)
-    return cmds
+            params["ipv6"] = e.ipv6
+        out.append(IntentRequest("endpoint", e.name, "endpoint_add", params, tuple(cmd)))
+    return out
+
+
+def intent_commands(topology: Topology, host: str) -> list[list[str]]:
+    """``l3fab`` commands that create the host's tenants and endpoints."""
+    return [list(r.command) for r in intent_requests(topology, host)]
 
 
 def _script(node: Node, topology: Topology, lines: list[str]) -> str:

@@ -1,7 +1,15 @@
 """The local API: newline-delimited JSON over a unix socket (mode 0660).
 
 Request:  ``{"method": "neighbors", "params": {...}}``
-Response: ``{"ok": true, "result": ...}`` or ``{"ok": false, "error": "field: value ..."}``
+Response: ``{"ok": true, "result": ...}`` or ``{"ok": false, "bad_input": bool, "error": "field: value ..."}``
+
+Methods are dispatched from a table (:class:`Api`); each layer registers its own
+handlers (the speaker's in :mod:`speaker.handlers`).  A handler returns a value, an
+awaitable, or a :class:`Stream` for large answers: a stream is encoded and written
+chunk by chunk, letting the event loop run between chunks, so a million-route
+``show rib`` never holds keepalives back.  A :class:`~speaker.errors.UserError` is
+refused input (``bad_input``); any other exception is a bug in l3fab: it is logged
+with its traceback and answered as an internal error.
 """
 from __future__ import annotations
 
@@ -10,10 +18,53 @@ import json
 import logging
 import os
 import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Union
+
+from .errors import ApiError, UserError
 
 log = logging.getLogger("l3fab.api")
 MAX_REQUEST = 64 * 1024 * 1024
+
+Params = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Stream:
+    """A large list answer, produced in chunks (each chunk a list of JSON-able items)."""
+
+    chunks: AsyncIterator[list[Any]]
+
+
+Result = Union[Any, Stream]
+Handler = Callable[[Params], Union[Result, Awaitable[Result]]]
+
+
+class Api:
+    """The dispatch table: method name -> handler."""
+
+    def __init__(self) -> None:
+        self.handlers: dict[str, Handler] = {}
+
+    def register(self, method: str, handler: Handler) -> None:
+        if method in self.handlers:
+            raise ValueError(f"API method {method!r} registered twice")
+        self.handlers[method] = handler
+
+    def update(self, handlers: dict[str, Handler]) -> None:
+        for method, handler in handlers.items():
+            self.register(method, handler)
+
+    async def dispatch(self, method: str, params: Params) -> Result:
+        handler = self.handlers.get(method)
+        if handler is None:
+            raise ApiError(f"method: {method!r} is not an API method")
+        result = handler(params)
+        if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
+            result = await result
+        return result
 
 
 class ApiClientError(Exception):
@@ -28,8 +79,39 @@ class ApiClientError(Exception):
         self.bad_input = bad_input
 
 
-async def serve(path: str, handler) -> asyncio.base_events.Server:
-    """Serve ``handler(method, params)`` on a unix socket at ``path``."""
+def _encode(obj: Any) -> bytes:
+    return json.dumps(obj, default=str).encode()
+
+
+async def _write_stream(writer: asyncio.StreamWriter, stream: Stream) -> None:
+    """``{"ok": true, "result": [`` item, item, ... ``]}`` written as chunks arrive."""
+    writer.write(b'{"ok": true, "result": [')
+    first = True
+    async for chunk in stream.chunks:
+        if not chunk:
+            continue
+        body = b", ".join(_encode(item) for item in chunk)
+        writer.write(body if first else b", " + body)
+        first = False
+        await writer.drain()
+    writer.write(b"]}\n")
+
+
+def _parse_request(line: bytes) -> tuple[str, Params]:
+    try:
+        req = json.loads(line)
+    except ValueError as e:
+        raise ApiError(f"request: not JSON ({e})") from None
+    if not isinstance(req, dict) or not isinstance(req.get("method"), str):
+        raise ApiError("request: not {\"method\": ..., \"params\": {...}}")
+    params = req.get("params") or {}
+    if not isinstance(params, dict):
+        raise ApiError("params: not an object")
+    return req["method"], params
+
+
+async def serve(path: str, api: Api) -> asyncio.base_events.Server:
+    """Serve ``api`` on a unix socket at ``path``."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     if p.is_socket() or p.exists():
@@ -49,24 +131,21 @@ async def serve(path: str, handler) -> asyncio.base_events.Server:
                 line = await reader.readline()
                 if not line:
                     break
+                method = "?"
                 try:
-                    req = json.loads(line)
-                    if not isinstance(req, dict) or not isinstance(req.get("method"), str):
-                        raise ValueError("request is not {\"method\": ..., \"params\": {...}}")
-                    params = req.get("params") or {}
-                    if not isinstance(params, dict):
-                        raise ValueError("params is not an object")
-                    result = handler(req["method"], params)
-                    if asyncio.iscoroutine(result):
-                        result = await result
-                    resp = {"ok": True, "result": result}
-                except Exception as e:  # every refusal goes back to the client as one line
-                    known = isinstance(e, ValueError) or type(e).__name__ == "ApiError"
-                    if not known:
-                        log.exception("API request failed")
-                    resp = {"ok": False, "bad_input": known,
-                            "error": str(e) if known else f"internal error: {type(e).__name__}: {e}"}
-                writer.write(json.dumps(resp, default=str).encode() + b"\n")
+                    method, params = _parse_request(line)
+                    result = await api.dispatch(method, params)
+                except UserError as e:
+                    writer.write(_encode({"ok": False, "bad_input": True, "error": str(e)}) + b"\n")
+                except Exception as e:  # a bug in l3fab: logged, answered, the daemon stays up
+                    log.exception("API request %r failed", method)
+                    writer.write(_encode({"ok": False, "bad_input": False,
+                                          "error": f"internal error: {type(e).__name__}: {e}"}) + b"\n")
+                else:
+                    if isinstance(result, Stream):
+                        await _write_stream(writer, result)
+                    else:
+                        writer.write(_encode({"ok": True, "result": result}) + b"\n")
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
@@ -78,8 +157,21 @@ async def serve(path: str, handler) -> asyncio.base_events.Server:
     return server
 
 
-def call(path: str, method: str, params: dict | None = None, timeout: float = 30.0):
-    """Synchronous client used by the CLI and tests."""
+async def chunked(items: Iterable[Any], size: int = 500) -> AsyncIterator[list[Any]]:
+    """Chunks of an iterable (evaluated lazily), yielding to the event loop between them."""
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+            await asyncio.sleep(0)
+    if chunk:
+        yield chunk
+
+
+def call(path: str, method: str, params: Params | None = None, timeout: float = 30.0) -> Any:
+    """Synchronous client used by the CLI, the lab and tests."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(timeout)
     try:
@@ -104,3 +196,6 @@ def call(path: str, method: str, params: dict | None = None, timeout: float = 30
     if not resp.get("ok"):
         raise ApiClientError(resp.get("error", "unknown error"), bool(resp.get("bad_input")))
     return resp["result"]
+
+
+__all__ = ["Api", "ApiClientError", "ApiError", "Handler", "Stream", "call", "chunked", "serve"]

@@ -6,32 +6,22 @@ the value at fault, e.g. ``neighbors[1].remote-as: 'foo' is not an ASN, 'externa
 from __future__ import annotations
 
 import ipaddress
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from .errors import ConfigError
+from .fields import (asn as _asn, boolean as _bool, check_keys as _check_keys, families as _families,
+                     integer as _int, ifname as _ifname, ip_address as _ip, ipv4_address as _ipv4, number as _number,
+                     remote_as as _remote_as, string as _str)
+from .origination import LocalRoute, RouteSpecError, parse_route
+from .policy import PolicyConfig, parse_policy_config
+from .table.manager import MaxPrefix
 from .wire.constants import IPV4_UNICAST, IPV6_UNICAST, Family
 
 DEFAULT_API_SOCKET = "/run/l3fab/l3fab.sock"
-_IFNAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
-
-
-class ConfigError(ValueError):
-    """A configuration problem: ``field`` and ``value`` are in the message."""
-
-    def __init__(self, path: str, value: Any, problem: str, message: str | None = None) -> None:
-        self.path = path
-        self.value = value
-        super().__init__(message or f"{path}: {value!r} {problem}")
-
-    @classmethod
-    def from_line(cls, line: str) -> "ConfigError":
-        """Wrap an already formatted ``field: value problem`` line from a lower layer."""
-        path, _, _ = line.partition(": ")
-        return cls(path, None, "", message=line)
 
 
 @dataclass(frozen=True)
@@ -70,16 +60,6 @@ class NeighborConfig:
 
 
 @dataclass(frozen=True)
-class MaxPrefix:
-    """Per-family limit on accepted routes: Cease 6/1 above ``limit`` (RFC 4486),
-    a warning at ``warning`` percent, a new session after ``restart`` seconds (0: never)."""
-
-    limit: int
-    warning: int = 75
-    restart: float = 30.0
-
-
-@dataclass(frozen=True)
 class FibConfig:
     enabled: bool = True
     table: int = 254
@@ -101,14 +81,11 @@ class NodeConfig:
     multipath_relax: bool = False
     always_compare_med: bool = False
     mrai: float = 0.0
-    networks: tuple[dict, ...] = ()
+    networks: tuple[LocalRoute, ...] = ()
     fib: FibConfig = FibConfig()
     restart_time: int = 120
     convergence_timeout: float = 30.0
-    policies: object = None  # speaker.policy PolicyConfig, when the config has policies
-    tenancy: object = None  # tenancy.node.NodeSettings, when the node hosts tenant endpoints
-    tenancy_state_file: str | None = None
-    dataplane: object = None  # dataplane.intent.DataplaneSettings (with tenancy)
+    policies: PolicyConfig | None = None  # when the config has policies
     source: str = field(default="", compare=False)
 
     def neighbor(self, key: str) -> NeighborConfig | None:
@@ -118,106 +95,13 @@ class NodeConfig:
         return None
 
 
-# ---------------------------------------------------------------- field validators
-
-
-def _asn(path: str, v: Any) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, str)):
-        raise ConfigError(path, v, "is not an AS number")
-    text = str(v).strip()
-    if "." in text:  # asdot notation
-        hi, _, lo = text.partition(".")
-        if hi.isdigit() and lo.isdigit() and int(hi) <= 0xFFFF and int(lo) <= 0xFFFF:
-            return (int(hi) << 16) | int(lo)
-        raise ConfigError(path, v, "is not an AS number")
-    if not text.isdigit() or not 1 <= int(text) <= 0xFFFFFFFF:
-        raise ConfigError(path, v, "is not an AS number (1-4294967295)")
-    return int(text)
-
-
-def _remote_as(path: str, v: Any) -> int | str:
-    if isinstance(v, str) and v.strip().lower() in ("external", "internal"):
-        return v.strip().lower()
-    try:
-        return _asn(path, v)
-    except ConfigError:
-        raise ConfigError(path, v, "is not an ASN, 'external' or 'internal'") from None
-
-
-def _ipv4(path: str, v: Any) -> str:
-    try:
-        return str(ipaddress.IPv4Address(str(v)))
-    except ValueError:
-        raise ConfigError(path, v, "is not an IPv4 address") from None
-
-
-def _ip(path: str, v: Any) -> str:
-    try:
-        return str(ipaddress.ip_address(str(v).split("%")[0]))
-    except ValueError:
-        raise ConfigError(path, v, "is not an IP address") from None
-
-
-def _int(path: str, v: Any, lo: int, hi: int) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-        raise ConfigError(path, v, f"is not an integer in {lo}..{hi}")
-    return v
-
-
-def _number(path: str, v: Any, lo: float, hi: float) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
-        raise ConfigError(path, v, f"is not a number in {lo}..{hi}")
-    return float(v)
-
-
-def _bool(path: str, v: Any) -> bool:
-    if not isinstance(v, bool):
-        raise ConfigError(path, v, "is not true or false")
-    return v
-
-
-def _str(path: str, v: Any) -> str:
-    if not isinstance(v, str):
-        raise ConfigError(path, v, "is not a string")
-    return v
-
-
-def _ifname(path: str, v: Any) -> str:
-    if not isinstance(v, str) or not _IFNAME.match(v):
-        raise ConfigError(path, v, "is not an interface name")
-    return v
-
-
-def _families(path: str, v: Any) -> tuple[Family, ...]:
-    if isinstance(v, str):
-        v = [v]
-    if not isinstance(v, list) or not v:
-        raise ConfigError(path, v, "is not a non-empty list of families (ipv4, ipv6, vpnv4, vpnv6)")
-    out = []
-    for i, item in enumerate(v):
-        try:
-            fam = Family.parse(str(item))
-        except ValueError:
-            raise ConfigError(f"{path}[{i}]", item, "is not a family (ipv4, ipv6, vpnv4, vpnv6)") from None
-        if fam not in out:
-            out.append(fam)
-    return tuple(out)
-
-
-def _check_keys(path: str, d: dict, allowed: set[str]) -> None:
-    for k in d:
-        if k not in allowed:
-            where = f"{path}.{k}" if path else str(k)
-            raise ConfigError(where, d[k], f"is not a known setting (known: {', '.join(sorted(allowed))})")
-
-
 _NEIGHBOR_KEYS = {"name", "address", "interface", "remote-as", "families", "passive", "hold-time",
                   "connect-retry", "port", "password", "ttl-security", "local-address", "description",
                   "addpath-receive", "route-reflector-client", "allowas-in", "import-policy", "export-policy",
                   "max-prefix", "next-hop-self", "host-locator", "keep-pre-policy", "graceful-restart"}
 _NODE_KEYS = {"router-id", "asn", "neighbors", "listen", "api-socket", "hostname", "role", "cluster-id",
               "maximum-paths", "multipath-relax", "always-compare-med", "mrai", "networks", "fib",
-              "graceful-restart", "prefix-lists", "policies", "tenancy", "dataplane"}
+              "graceful-restart", "prefix-lists", "policies"}
 ROLES = ("host", "leaf", "spine", "route-reflector")
 
 
@@ -290,11 +174,12 @@ def _neighbor(path: str, d: Any, defaults: dict) -> NeighborConfig:
     )
 
 
-def parse_config(data: Any, source: str = "") -> NodeConfig:
-    """Validate a parsed YAML document."""
+def parse_config(data: Any, source: str = "", sections: frozenset[str] = frozenset()) -> NodeConfig:
+    """Validate a parsed YAML document: the speaker's part of it.  ``sections`` are the
+    top-level keys other layers parse (``tenancy``, ``dataplane``): allowed, not read."""
     if not isinstance(data, dict):
         raise ConfigError("(top level)", data, "is not a mapping")
-    _check_keys("", data, _NODE_KEYS | {"defaults"})
+    _check_keys("", data, _NODE_KEYS | {"defaults"} | set(sections))
     for req in ("router-id", "asn"):
         if req not in data:
             raise ConfigError(req, None, "is required")
@@ -345,17 +230,12 @@ def parse_config(data: Any, source: str = "") -> NodeConfig:
         spec = {"prefix": n} if isinstance(n, str) else n
         if not isinstance(spec, dict):
             raise ConfigError(f"networks[{i}]", n, "is not a prefix or a route object")
-        from .origination import RouteSpecError, parse_route
-
         try:
-            parse_route(spec, f"networks[{i}]")
+            nets.append(parse_route(spec, f"networks[{i}]"))
         except RouteSpecError as e:
             raise ConfigError.from_line(str(e)) from None
-        nets.append(spec)
     policies = None
     if "policies" in data or "prefix-lists" in data:
-        from .policy import parse_policy_config
-
         policies = parse_policy_config({k: data[k] for k in ("prefix-lists", "policies") if k in data})
     for i, n in enumerate(neighbors):
         for attr in ("import_policy", "export_policy"):
@@ -363,30 +243,7 @@ def parse_config(data: Any, source: str = "") -> NodeConfig:
             if name is not None and (policies is None or name not in policies.policies):
                 raise ConfigError(f"neighbors[{i}].{attr.replace('_', '-')}", name, "is not a policy defined under policies")
     cluster_id = _ipv4("cluster-id", data["cluster-id"]) if "cluster-id" in data else None
-    tenancy = state_file = None
-    if "tenancy" in data:
-        tn = data["tenancy"]
-        if not isinstance(tn, dict):
-            raise ConfigError("tenancy", tn, "is not a mapping")
-        _check_keys("tenancy", tn, {"fabric-asn", "locator", "state-file", "table-range"})
-        for req in ("fabric-asn", "locator"):
-            if req not in tn:
-                raise ConfigError(f"tenancy.{req}", None, "is required")
-        from l3fab.tenancy.node import DEFAULT_TABLE_RANGE, NodeSettings
-
-        tr = tn.get("table-range", list(DEFAULT_TABLE_RANGE))
-        if not isinstance(tr, list) or len(tr) != 2:
-            raise ConfigError("tenancy.table-range", tr, "is not [first, last]")
-        tenancy = NodeSettings(_ipv4("router-id", data["router-id"]), _asn("tenancy.fabric-asn", tn["fabric-asn"]),
-                               _str("tenancy.locator", tn["locator"]),
-                               (_int("tenancy.table-range[0]", tr[0], 1, 2**31 - 1),
-                                _int("tenancy.table-range[1]", tr[1], 1, 2**31 - 1)))
-        state_file = _str("tenancy.state-file", tn.get("state-file", "/var/lib/l3fab/intent.json"))
-    dataplane = _dataplane(data.get("dataplane", {}), fib.enabled, tenancy)
     return NodeConfig(
-        dataplane=dataplane,
-        tenancy=tenancy,
-        tenancy_state_file=state_file,
         role=role,
         cluster_id=cluster_id,
         maximum_paths=_int("maximum-paths", data.get("maximum-paths", 64), 1, 256),
@@ -409,51 +266,8 @@ def parse_config(data: Any, source: str = "") -> NodeConfig:
     )
 
 
-def _dataplane(raw: Any, fib_enabled: bool, tenancy) -> object:
-    """The ``dataplane:`` section; it only means something next to ``tenancy:``."""
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError("dataplane", raw, "is not a mapping")
-    _check_keys("dataplane", raw, {"enabled", "tunnel-source", "underlay-prefixes", "endpoint-mtu", "nftables",
-                                   "rate-limits", "reconcile-interval"})
-    if raw and tenancy is None:
-        raise ConfigError("dataplane", "...", "needs a tenancy section (the dataplane serves tenant endpoints)")
-    from l3fab.dataplane.intent import DataplaneSettings
-
-    src = raw.get("tunnel-source")
-    if src is not None:
-        try:
-            addr = ipaddress.IPv6Address(str(src))
-        except ValueError:
-            raise ConfigError("dataplane.tunnel-source", src, "is not an IPv6 address") from None
-        if tenancy is not None and addr not in tenancy.locator_network:
-            raise ConfigError("dataplane.tunnel-source", src, f"is not inside the locator {tenancy.locator}")
-        src = str(addr)
-    prefixes = raw.get("underlay-prefixes", []) or []
-    if not isinstance(prefixes, list):
-        raise ConfigError("dataplane.underlay-prefixes", prefixes, "is not a list of IPv6 prefixes")
-    norm = []
-    for i, pfx in enumerate(prefixes):
-        try:
-            norm.append(str(ipaddress.IPv6Network(str(pfx), strict=True)))
-        except ValueError:
-            raise ConfigError(f"dataplane.underlay-prefixes[{i}]", pfx, "is not an IPv6 prefix") from None
-    if tenancy is not None and norm and tenancy.locator not in norm:
-        norm.insert(0, tenancy.locator)
-    mtu = raw.get("endpoint-mtu")
-    return DataplaneSettings(
-        enabled=_bool("dataplane.enabled", raw.get("enabled", fib_enabled)),
-        tunnel_source=src,
-        underlay_prefixes=tuple(norm),
-        endpoint_mtu=None if mtu is None else _int("dataplane.endpoint-mtu", mtu, 1280, 65535),
-        nftables=_bool("dataplane.nftables", raw.get("nftables", True)),
-        rate_limits=_bool("dataplane.rate-limits", raw.get("rate-limits", True)),
-        reconcile_interval=_number("dataplane.reconcile-interval", raw.get("reconcile-interval", 30), 1, 3600),
-    )
-
-
-def load_config(path: str | Path) -> NodeConfig:
+def read_yaml(path: str | Path) -> Any:
+    """The parsed YAML document of a config file; errors name the file and line."""
     p = Path(path)
     try:
         text = p.read_text()
@@ -465,4 +279,9 @@ def load_config(path: str | Path) -> NodeConfig:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "?"
         raise ConfigError("config", str(p), f"is not valid YAML ({where}: {getattr(e, 'problem', e)})") from None
-    return parse_config(data, str(p))
+    return data
+
+
+def load_config(path: str | Path, sections: frozenset[str] = frozenset()) -> NodeConfig:
+    """The speaker's part of a node config file."""
+    return parse_config(read_yaml(path), str(path), sections)

@@ -8,6 +8,8 @@ import ipaddress
 from dataclasses import dataclass
 from functools import lru_cache
 
+from .errors import RouteSpecError
+from .table.path import LOCAL, Path
 from .wire.attributes import (
     AsPath,
     Communities,
@@ -28,10 +30,6 @@ from .wire.nlri import Prefix, VpnPrefix
 from .wire.rd import RouteDistinguisher
 
 
-class RouteSpecError(ValueError):
-    """A bad route in an announce/withdraw request: names the field and value."""
-
-
 @dataclass(frozen=True)
 class LocalRoute:
     family: Family
@@ -40,9 +38,29 @@ class LocalRoute:
     attributes: tuple[PathAttribute, ...]
 
     @property
-    def key(self):
+    def key(self) -> Prefix | VpnPrefix:
         n = self.nlri
         return VpnPrefix(n.rd, n.prefix) if type(n) is VpnPrefix else n
+
+    def path(self) -> Path:
+        """The Loc-RIB path (source ``local``)."""
+        labels = self.nlri.labels if type(self.nlri) is VpnPrefix else ()
+        return Path(self.family, self.key, self.next_hop, self.attributes, labels, LOCAL)
+
+
+def vpn_route(prefix: str, rd: str, route_targets: tuple[str, ...], label: int, next_hop: str) -> LocalRoute:
+    """A VPN route built by code (the tenant plane): the same record :func:`parse_route`
+    makes from operator input, without going through strings it would re-parse."""
+    pfx = Prefix.parse(prefix)
+    family = VPNV4 if pfx.afi == 1 else VPNV6
+    attrs = _attributes((None, None, None, None, None, tuple(route_targets), None, None))
+    return LocalRoute(family, VpnPrefix(_parse_rd(rd), pfx, (label,)), _next_hop(next_hop), attrs)
+
+
+def unicast_route(prefix: str) -> LocalRoute:
+    """A unicast route with next-hop-self (the locator)."""
+    pfx = Prefix.parse(prefix)
+    return LocalRoute(IPV4_UNICAST if pfx.afi == 1 else IPV6_UNICAST, pfx, None, _attributes((None,) * 8))
 
 
 def _field(spec: dict, name: str, fn, where: str):

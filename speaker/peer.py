@@ -1,7 +1,8 @@
 """The asyncio side of one neighbour: TCP connections, timers, collision handling.
 
 This is the thin adapter of the sans-IO :class:`~speaker.session.fsm.Session`: it
-executes the actions a session returns and hands its events to the speaker.
+executes the actions a session returns and hands its events to whoever implements
+:class:`PeerEvents` (the speaker).  It keeps no table state: that is the RIB manager's.
 """
 from __future__ import annotations
 
@@ -11,10 +12,8 @@ import logging
 import socket
 import time
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from .table.adj_rib_in import AdjRibIn
-from .table.adj_rib_out import AdjRibOut
-from .table.path import Source
 from .config import NeighborConfig, NodeConfig
 from .netutil import discover_link_local_peer, ifindex, send_router_advertisement, set_gtsm, set_md5
 from .session.events import (
@@ -34,11 +33,32 @@ from .session.events import (
     UpdateReceived,
 )
 from .session.fsm import Session, SessionConfig
-from .wire.capabilities import FqdnCap
+from .session.negotiated import Negotiated
+from .table.path import Source
+from .wire.capabilities import FqdnCap, GracefulRestartCap
 from .wire.constants import CeaseSubcode, ErrorCode
 from .wire.notification import Notification
+from .wire.route_refresh import RouteRefresh
+from .wire.update import Update
 
 log = logging.getLogger("l3fab.peer")
+
+
+class PeerEvents(Protocol):
+    """What a :class:`Peer` reports to, and asks of, the daemon it belongs to."""
+
+    @property
+    def restarting(self) -> bool:
+        """We are restarting (RFC 4724 Restart State bit in our OPEN)."""
+        ...
+
+    def on_update(self, peer: "Peer", update: Update) -> None: ...
+
+    def on_established(self, peer: "Peer", neg: Negotiated) -> None: ...
+
+    def on_session_down(self, peer: "Peer", reason: str, notification: bool) -> None: ...
+
+    def on_route_refresh(self, peer: "Peer", rr: RouteRefresh) -> None: ...
 
 
 class _Protocol(asyncio.Protocol):
@@ -78,19 +98,13 @@ class Conn:
 
 
 class Peer:
-    def __init__(self, speaker, node: NodeConfig, cfg: NeighborConfig) -> None:
-        self.speaker = speaker
+    def __init__(self, events: PeerEvents, node: NodeConfig, cfg: NeighborConfig) -> None:
+        self.events = events
         self.node = node
         self.cfg = cfg
-        self.rib_in = AdjRibIn()
-        self.rib_in_pre: AdjRibIn | None = AdjRibIn() if cfg.keep_pre_policy else None
-        self.rib_out = AdjRibOut()
         self.source = Source(cfg.name, cfg.address)
-        self.eor_received: set = set()
-        self.last_gr = None  # the peer's graceful restart capability on the last session
+        self.last_gr: GracefulRestartCap | None = None  # the peer's capability on the last session
         self.link_down = False  # our link to the peer lost carrier
-        self.export_ctx = None
-        self.max_prefix_warned: set = set()
         self._link_task: asyncio.Task | None = None
         self._restart_handle: asyncio.TimerHandle | None = None
         self.primary = Conn(Session(self._session_config(passive=cfg.passive)))
@@ -117,7 +131,7 @@ class Peer:
             # RFC 4724 capability without families: we send End-of-RIB markers and want
             # them from the peer (FRR ignores ROUTE-REFRESH until it has sent its EoR).
             graceful_restart_time=self.node.restart_time if self.cfg.graceful_restart else None,
-            restarting=self.speaker.restarting,
+            restarting=self.events.restarting,
             graceful_restart_families=self.cfg.families if self.cfg.graceful_restart else (),
         )
 
@@ -275,7 +289,7 @@ class Peer:
                     log.warning("%s: %s", self.cfg.name, msg)
                     self.faults.append(msg)
                 del self.faults[:-50]
-            self.speaker.on_update(self, upd)
+            self.events.on_update(self, upd)
         elif t is StateChanged:
             self.state_since = time.time()
             if ev.reason:
@@ -286,15 +300,12 @@ class Peer:
             neg = ev.negotiated
             self.source = Source(self.cfg.name, conn.remote_address or self.remote_address, neg.peer_as,
                                  neg.peer_id, neg.ibgp, self.cfg.route_reflector_client, neg.local_as)
-            self.eor_received = set()
-            self.max_prefix_warned = set()
             self.last_gr = neg.peer_graceful_restart
-            self.speaker.on_established(self, neg)
+            self.events.on_established(self, neg)
         elif t is SessionDown:
-            self.export_ctx = None
-            self.speaker.on_session_down(self, ev.reason, ev.notification)
+            self.events.on_session_down(self, ev.reason, ev.notification)
         elif t is RouteRefreshReceived:
-            self.speaker.on_route_refresh(self, ev.refresh)
+            self.events.on_route_refresh(self, ev.refresh)
         elif t is NotificationReceived:
             self.last_notification_in = ev.notification.describe()
             log.warning("%s: NOTIFICATION received %s", self.cfg.name, self.last_notification_in)

@@ -1,7 +1,8 @@
 """Plain route records that cross from the table layer to the API and CLI."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from .wire.attributes import (
     Aggregator,
@@ -20,6 +21,7 @@ from .wire.attributes import (
     UnknownAttribute,
     community_str,
 )
+from .table.path import Path
 from .wire.constants import Family
 from .wire.nlri import PathId, VpnPrefix
 
@@ -53,8 +55,12 @@ class RouteView:
     stale: bool = False
     valid: bool | None = None
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def to_dict(self) -> dict[str, Any]:
+        # every field is a scalar or a tuple of scalars: no deep copy needed (asdict is 10x slower)
+        return {name: getattr(self, name) for name in _FIELDS}
+
+
+_FIELDS = tuple(f.name for f in fields(RouteView))
 
 
 def route_view(family: Family, nlri, next_hop: MpNextHop | None, labels: tuple[int, ...],
@@ -104,4 +110,14 @@ def route_view(family: Family, nlri, next_hop: MpNextHop | None, labels: tuple[i
     return RouteView(**v)
 
 
-__all__ = ["RouteView", "route_view"]
+def path_view(p: Path, **extra: Any) -> RouteView:
+    """A table path as an operator sees it."""
+    nlri: Any = p.key
+    if type(nlri) is VpnPrefix:
+        nlri = VpnPrefix(nlri.rd, nlri.prefix, p.labels)
+    if p.path_id:
+        nlri = PathId(p.path_id, nlri)
+    return route_view(p.family, nlri, p.next_hop, p.labels, p.attributes, **extra)
+
+
+__all__ = ["RouteView", "route_view", "path_view"]

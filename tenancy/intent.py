@@ -15,6 +15,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from l3fab.speaker.origination import LocalRoute
+
 from . import changes, store, validate
 from .errors import IntentError
 from .importing import ImportPolicy
@@ -96,7 +98,7 @@ class Intent:
             raise IntentError("endpoint", name, "is not an endpoint")
         return endpoint_view(self._state, self.node, name)
 
-    def originated_routes(self) -> list[dict]:
+    def originated_routes(self) -> list[LocalRoute]:
         return originated_routes(self.node, self.endpoints())
 
     def import_policy(self) -> ImportPolicy:

@@ -11,7 +11,8 @@ import re
 import struct
 from typing import Any, Callable
 
-from .. import config as _config  # module, not names: config may import this module in turn
+from ..errors import ConfigError
+from ..fields import asn as parse_asn, check_keys, integer, ip_address, string
 from ..wire.attributes import (
     ORIGIN_WORDS,
     Communities,
@@ -75,7 +76,7 @@ _YAML_NUMBER_HINT = ("is a number: quote it (\"65000:11\"); YAML reads unquoted 
 
 
 def _fail(path: str, value: Any, problem: str) -> None:
-    raise _config.ConfigError(path, value, problem)
+    raise ConfigError(path, value, problem)
 
 
 def _join(path: str, key: str) -> str:
@@ -89,7 +90,7 @@ def _mapping(path: str, v: Any) -> dict:
 
 
 def _check_keys(path: str, d: dict, allowed: set[str]) -> None:
-    _config._check_keys(path, d, allowed)
+    check_keys(path, d, allowed)
 
 
 def _items(path: str, v: Any) -> list[tuple[str, Any]]:
@@ -155,8 +156,8 @@ def _entry(path: str, v: Any) -> PrefixEntry:
         _fail(_join(path, "prefix"), None, "is required")
     p = _prefix(_join(path, "prefix"), v["prefix"])
     width = _WIDTH[4 if p.afi == 1 else 6]
-    ge = _config._int(_join(path, "ge"), v["ge"], p.length, width) if "ge" in v else None
-    le = _config._int(_join(path, "le"), v["le"], p.length, width) if "le" in v else None
+    ge = integer(_join(path, "ge"), v["ge"], p.length, width) if "ge" in v else None
+    le = integer(_join(path, "le"), v["le"], p.length, width) if "le" in v else None
     if ge is None and le is None:
         return PrefixEntry.exact(p)
     ge = p.length if ge is None else ge
@@ -209,7 +210,7 @@ def _networks(path: str, v: Any, prefix_lists: dict[str, PrefixList]) -> PrefixL
             continue
         try:
             pfx = _prefix(p, item)
-        except _config.ConfigError:
+        except ConfigError:
             _fail(p, item, "is not a prefix-list or prefix")
         merged = merged + PrefixList("", (PrefixEntry.exact(pfx),))
     return merged
@@ -287,7 +288,7 @@ def _regexes(path: str, v: Any) -> tuple[re.Pattern, ...]:
 
 def _as_path_length(path: str, v: Any) -> AsPathLength:
     if isinstance(v, int) and not isinstance(v, bool):
-        n = _config._int(path, v, 0, 65535)
+        n = integer(path, v, 0, 65535)
         return AsPathLength(n, n)
     d = _mapping(path, v)
     _check_keys(path, d, {"eq", "ge", "le"})
@@ -296,17 +297,17 @@ def _as_path_length(path: str, v: Any) -> AsPathLength:
     if "eq" in d:
         if len(d) > 1:
             _fail(path, v, "combines eq with ge or le")
-        n = _config._int(_join(path, "eq"), d["eq"], 0, 65535)
+        n = integer(_join(path, "eq"), d["eq"], 0, 65535)
         return AsPathLength(n, n)
-    ge = _config._int(_join(path, "ge"), d.get("ge", 0), 0, 65535)
-    le = _config._int(_join(path, "le"), d.get("le", 65535), 0, 65535)
+    ge = integer(_join(path, "ge"), d.get("ge", 0), 0, 65535)
+    le = integer(_join(path, "le"), d.get("le", 65535), 0, 65535)
     if ge > le:
         _fail(_join(path, "le"), le, f"is below ge {ge}")
     return AsPathLength(ge, le)
 
 
 def _strings(path: str, v: Any) -> frozenset[str]:
-    return frozenset(_config._str(p, item) for p, item in _items(path, v))
+    return frozenset(string(p, item) for p, item in _items(path, v))
 
 
 # Cheap conditions first: a failing family or source check saves the prefix lookup.
@@ -324,7 +325,7 @@ _MATCH_PARSERS: dict[str, Callable[[str, Any, dict], Condition]] = {
     "large-community": lambda p, v, pl: AnyOf(frozenset(
         _large_community(q, i) for q, i in _items(p, v)), large_communities_of),
     "as-path-length": lambda p, v, pl: _as_path_length(p, v),
-    "as-path-contains": lambda p, v, pl: AsPathContains(frozenset(_config._asn(q, i) for q, i in _items(p, v))),
+    "as-path-contains": lambda p, v, pl: AsPathContains(frozenset(parse_asn(q, i) for q, i in _items(p, v))),
     "as-path-regex": lambda p, v, pl: AsPathRegex(_regexes(p, v)),
 }
 
@@ -367,23 +368,23 @@ def _next_hop(path: str, v: Any) -> tuple[SetNextHop | None, NextHopDirective | 
     if isinstance(v, str) and v.strip().lower() in ("self", "unchanged"):
         return None, NextHopDirective(v.strip().lower())
     try:
-        return SetNextHop(_config._ip(path, v)), None
-    except _config.ConfigError:
+        return SetNextHop(ip_address(path, v)), None
+    except ConfigError:
         _fail(path, v, "is not an IP address, 'self' or 'unchanged'")
 
 
 def _prepend(path: str, v: Any) -> AsPathPrepend:
     if isinstance(v, int) and not isinstance(v, bool):
-        return AsPathPrepend(_config._int(path, v, 1, 32))
+        return AsPathPrepend(integer(path, v, 1, 32))
     d = _mapping(path, v)
     _check_keys(path, d, {"asn", "count"})
-    count = _config._int(_join(path, "count"), d.get("count", 1), 1, 32)
-    asn = _config._asn(_join(path, "asn"), d["asn"]) if "asn" in d else None
+    count = integer(_join(path, "count"), d.get("count", 1), 1, 32)
+    asn = parse_asn(_join(path, "asn"), d["asn"]) if "asn" in d else None
     return AsPathPrepend(count, asn)
 
 
 def _u32(path: str, v: Any) -> int:
-    return _config._int(path, v, 0, _U32)
+    return integer(path, v, 0, _U32)
 
 
 _SET_PARSERS: dict[str, Callable[[str, Any], SetOperation]] = {
@@ -427,7 +428,7 @@ def parse_term(data: Any, prefix_lists: dict[str, PrefixList], path: str, index:
     _check_keys(path, d, _TERM_KEYS)
     name = _name(_join(path, "name"), d["name"], "term") if "name" in d else f"term-{index + 1}"
     if "description" in d:
-        _config._str(_join(path, "description"), d["description"])
+        string(_join(path, "description"), d["description"])
     if "action" not in d:
         _fail(_join(path, "action"), None, "is required (accept, reject or next)")
     match = parse_match(d.get("match"), prefix_lists, _join(path, "match"))
@@ -446,7 +447,7 @@ def parse_policy(name: str, data: Any, prefix_lists: dict[str, PrefixList] | Non
     if default not in ("accept", "reject"):
         _fail(_join(path, "default"), default, "is not accept or reject")
     if "description" in d:
-        _config._str(_join(path, "description"), d["description"])
+        string(_join(path, "description"), d["description"])
     raw_terms = d.get("terms") or []
     if not isinstance(raw_terms, list):
         _fail(_join(path, "terms"), raw_terms, "is not a list")

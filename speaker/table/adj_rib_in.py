@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ..routes import RouteView, route_view
 from ..wire.constants import Family
 from ..wire.nlri import PathId, VpnPrefix
 from ..wire.update import Update
@@ -120,16 +119,3 @@ class AdjRibIn:
 
     def paths(self, family: Family) -> Iterator[Path]:
         return iter(list(self.tables.get(family, {}).values()))
-
-    def routes(self, family: Family) -> Iterator[RouteView]:
-        for p in self.tables.get(family, {}).values():
-            yield path_view(p)
-
-
-def path_view(p: Path, **extra) -> RouteView:
-    nlri = p.key
-    if type(nlri) is VpnPrefix:
-        nlri = VpnPrefix(nlri.rd, nlri.prefix, p.labels)
-    if p.path_id:
-        nlri = PathId(p.path_id, nlri)
-    return route_view(p.family, nlri, p.next_hop, p.labels, p.attributes, **extra)

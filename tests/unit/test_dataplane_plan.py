@@ -8,7 +8,7 @@ from l3fab.dataplane.plan import MAIN, build, remote_route
 from l3fab.fib.model import RouteKind
 from l3fab.speaker.table.path import Path, Source
 from l3fab.speaker.table.rib import Destination
-from l3fab.speaker.vrf_import import VrfImporter
+from l3fab.tenancy.vrf_import import VrfImporter
 from l3fab.speaker.wire.attributes import ExtendedCommunities, MpNextHop
 from l3fab.speaker.wire.constants import VPNV4
 from l3fab.speaker.wire.extcommunity import route_target
@@ -142,41 +142,53 @@ def test_peering_needs_both_sides(tmp_path):
     assert [(r.table, r.prefix) for r in got] == [(t["C"], "10.9.0.3/32")]
 
 
-def test_remote_routes_are_programmed_in_chunks_from_the_loop(tmp_path):
+def test_remote_routes_are_programmed_in_chunks_by_the_kernel_worker(tmp_path):
     """A burst of imports must not block the event loop (keepalives) while seg6 routes
-    go into the kernel; stale routes are pruned only once everything queued is in
-    (regression: 100k imports held the loop for minutes and sessions were reset)."""
+    go into the kernel: they are programmed in chunks on the kernel worker thread, and
+    stale routes are pruned only once everything queued is in (regression: 100k imports
+    held the loop for minutes and sessions were reset)."""
     import asyncio
+    import threading
 
-    from l3fab.speaker.tenant_plane import TenantPlane
+    from l3fab.fib.worker import KernelWorker
+    from l3fab.speaker.wire.constants import VPNV4
+    from l3fab.tenancy.plane import TenantPlane
 
     it = new_intent(tmp_path)
     it.create_tenant("A", vni=100)
+    loop_thread = threading.get_ident()
 
     class FakeDataplane:
         def __init__(self) -> None:
             self.batches: list[int] = []
+            self.threads: set[int] = set()
             self.converged_calls = 0
 
         def set_remote(self, routes):
+            self.threads.add(threading.get_ident())
             self.batches.append(len(routes))
             return []
 
         def converged(self) -> None:
+            assert sum(self.batches) == 250, "stale routes pruned before everything queued was in"
             self.converged_calls += 1
 
     dp = FakeDataplane()
-    plane = TenantPlane(it, DataplaneSettings(), dp)
+    worker = KernelWorker()
+    plane = TenantPlane(it, DataplaneSettings(), dp, worker)
     plane.chunk = 100
     rt = it.tenant("A").route_target
     dests = [_dest("192.0.2.2:1", f"10.1.{i // 256}.{i % 256}/32", "2001:db8:0:2::100", [rt]) for i in range(250)]
 
     async def main() -> None:
-        plane.on_changes(dests)
-        plane.converged()
-        assert dp.batches == [] and dp.converged_calls == 0 and plane.pending == 250
-        for _ in range(5):
-            await asyncio.sleep(0)
+        plane.rib_changed(VPNV4, dests)
+        plane.rib_converged(None)
+        assert dp.batches == [] and dp.converged_calls == 0 and plane.pending == 250  # nothing done in the call
+        await plane.drained()
         assert dp.batches == [100, 100, 50] and plane.pending == 0 and dp.converged_calls == 1
+        assert loop_thread not in dp.threads  # the kernel work ran on the worker, not in the loop
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        worker.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from tenancy_fixtures import new_intent
 
-from l3fab.speaker.origination import parse_route
+from l3fab.speaker.origination import LocalRoute, parse_route
 from l3fab.speaker.wire.constants import IPV6_UNICAST, VPNV4, VPNV6
 from l3fab.speaker.wire.extcommunity import ExtCommunity
 from l3fab.tenancy import NodeSettings, decide_import, peering_effective
@@ -46,9 +46,9 @@ def test_a_tenant_never_peers_with_itself():
 # ---------------------------------------------------------------- origination
 
 
-def test_origination_specs_parse_with_the_speaker(intent):
-    routes = intent.originated_routes()
-    parsed = [parse_route(r) for r in routes]
+def test_originated_routes_are_typed_route_records(intent):
+    parsed = intent.originated_routes()
+    assert all(type(r) is LocalRoute for r in parsed)
     assert [(p.family, str(p.nlri.prefix if p.family.is_vpn else p.nlri)) for p in parsed] == [
         (IPV6_UNICAST, "2001:db8:0:1::/64"),
         (VPNV4, "10.0.0.5/32"),  # db0 (sorted by endpoint name)
@@ -72,14 +72,14 @@ def test_origination_for_large_vnis_and_a_4_octet_fabric_asn_still_parses(tmp_pa
     i.create_tenant("small", 7)
     i.add_endpoint("a", "big", "tap0", ipv4="10.0.0.1")
     i.add_endpoint("b", "small", "tap1", ipv6="2001:db8::1")
-    a, b = [parse_route(r) for r in i.originated_routes()[1:]]
+    a, b = i.originated_routes()[1:]
     assert (str(a.nlri.rd), a.nlri.labels) == ("192.0.2.1:65535", (0,))
     assert [str(c) for c in a.attributes[-1].communities] == [f"target:{4200000000 & 0xFFFF}:16777215"]
     assert [(c.type, str(c)) for c in b.attributes[-1].communities] == [(0x02, "target:4200000000:7")]
 
 
 def test_without_endpoints_only_the_locator_is_originated(tmp_path):
-    assert new_intent(tmp_path).originated_routes() == [{"prefix": "2001:db8:0:1::/64"}]
+    assert new_intent(tmp_path).originated_routes() == [parse_route({"prefix": "2001:db8:0:1::/64"})]
 
 
 # ---------------------------------------------------------------- import

@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from l3fab.cli.render import app as render_app
 from l3fab.lab import render
 from l3fab.lab.topology import DEFAULT_LAB, TopologyError, load, parse
+from l3fab.cli.daemon import load_app_config
 from l3fab.speaker.config import load_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -229,14 +230,15 @@ def test_node_lookup_error():
 def test_rendered_host_yaml_is_accepted_by_the_speaker(tmp_path, name):
     path = tmp_path / "l3fab.yaml"
     path.write_text(render.render_l3fab(TOPO, name))
-    cfg = load_config(path)
+    app = load_app_config(path)
+    cfg = app.node
     node = TOPO.node(name)
     assert (cfg.router_id, cfg.asn, cfg.role, cfg.multipath_relax) == (node.router_id, node.asn, "host", True)
     assert [(n.name, n.interface, n.remote_as, n.ttl_security, n.unnumbered) for n in cfg.neighbors] == [
         (a.peer, a.ifname, a.peer_asn, True, True) for a in node.uplinks]
     assert {f.name for n in cfg.neighbors for f in n.families} >= {"vpnv4", "vpnv6"}
-    assert cfg.tenancy.locator == node.locator and cfg.tenancy.fabric_asn == 65000
-    assert cfg.tenancy_state_file == render.STATE_FILE
+    assert app.tenancy.locator == node.locator and app.tenancy.node.fabric_asn == 65000
+    assert app.tenancy.state_file == render.STATE_FILE
 
 
 def test_rendered_yaml_for_l3fab_leaves_and_spines(tmp_path):
@@ -246,7 +248,7 @@ def test_rendered_yaml_for_l3fab_leaves_and_spines(tmp_path):
         path.write_text(render.render_l3fab(topo, name))
         cfg = load_config(path)
         node = topo.node(name)
-        assert cfg.role == node.role and [n["prefix"] for n in cfg.networks] == [node.loopback]
+        assert cfg.role == node.role and [str(n.nlri) for n in cfg.networks] == [node.loopback]
         assert all(n.ttl_security for n in cfg.neighbors)
     leaf = load_config(tmp_path / "leaf1.yaml")
     by_name = {n.name: n for n in leaf.neighbors}

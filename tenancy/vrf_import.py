@@ -13,17 +13,19 @@ that changed, as :class:`dataplane.model.RemoteRoute` (no SIDs = remove).
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable
 
 from l3fab.dataplane.model import RemoteRoute
+from l3fab.speaker.table.path import Path
+from l3fab.speaker.table.rib import Destination
+from l3fab.speaker.wire.attributes import ExtendedCommunities
 
-from .table.path import Path
-from .wire.attributes import ExtendedCommunities
+from .importing import ImportPolicy
 
 
 class VrfImporter:
-    def __init__(self, policy, tables: dict[str, int], maximum_paths: int = 64) -> None:
-        self.policy = policy  # tenancy.importing.ImportPolicy
+    def __init__(self, policy: ImportPolicy, tables: dict[str, int], maximum_paths: int = 64) -> None:
+        self.policy = policy
         self.tables = dict(tables)  # tenant name -> kernel table
         self.maximum_paths = maximum_paths
         self._placed: dict = {}  # VPN destination key -> (tables, sids) it contributes
@@ -45,7 +47,7 @@ class VrfImporter:
             self._decisions[ck] = hit
         return hit
 
-    def update(self, dests: Iterable) -> list[RemoteRoute]:
+    def update(self, dests: Iterable[Destination]) -> list[RemoteRoute]:
         changed: set[tuple[int, str]] = set()
         for d in dests:
             key = d.key  # VpnPrefix (rd, prefix), no labels

@@ -7,7 +7,7 @@ host. The demo waits for BGP and the VPN routes, prints the ping matrix (same te
 reached, other tenant isolated, read from the receivers' own counters), says where to
 look next, and leaves the lab running until ``l3fab lab down``.
 
-Run as root:  ``make demo``  (or ``.venv/bin/python -m l3fab.lab.demo``); running it again
+Run as root:  ``make demo``  (or ``.venv/bin/python -m l3fab.cli.demo``); running it again
 while the lab is up only prints the matrix again.
 """
 from __future__ import annotations
@@ -16,24 +16,26 @@ import os
 import sys
 import time
 
+from l3fab.lab import deploy, pingmatrix
+from l3fab.lab.labstate import LabStateError, require
+from l3fab.lab.topology import DEFAULT_LAB, load
+
+from .lab import l3fab_command, print_matrix, say
+from .output import console
+
 
 def main() -> int:
     if os.geteuid() != 0:
         print("the demo needs root (network namespaces)", file=sys.stderr)
         return 2
-    os.environ.setdefault("COLUMNS", "120")
-    from l3fab.cli.lab import _say, l3fab_command, print_matrix
-    from l3fab.cli.output import console
-    from l3fab.lab import deploy, pingmatrix
-    from l3fab.lab.labstate import LabStateError, require
-    from l3fab.lab.topology import DEFAULT_LAB, load
-
+    if "COLUMNS" not in os.environ:
+        console.width = 120  # the matrix needs room; a terminal may say less
     t0 = time.monotonic()
     topo = load(DEFAULT_LAB)
     console.rule(f"[bold]l3fab Clos lab {topo.name}: {DEFAULT_LAB.relative_to(DEFAULT_LAB.parents[1])} "
                  "as network namespaces")
     try:
-        deploy.up(topo, say=_say)
+        deploy.up(topo, say=say)
     except (LabStateError, deploy.DeployError) as e:
         console.print(f"[bold red]error:[/] {e}", highlight=False)
         console.print("inspect with `lab status`, remove with `lab down`", highlight=False)
