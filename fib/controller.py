@@ -110,7 +110,7 @@ class Fib:
         table[route.prefix] = prepared
         pid = prepared.key[:4]
         self._desired[pid] = prepared
-        self._want[pid] = (route.metric, prepared.sig)
+        self._want[pid] = (prepared.key[4], prepared.sig)  # key[4]: the metric, defaulted
         self._dirty.add(pid)
 
     def remove(self, table: int, prefix: str | ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -186,9 +186,9 @@ class Fib:
 
     def reconcile(self) -> FibResult:
         """Read the kernel again, diff against the desired state, apply the difference."""
-        self._load()
+        actual = self._load()
         self._dirty.clear()
-        return self._apply_plan(diff(self._want, self._actual, prune=self._converged))
+        return self._apply_plan(diff(self._want, actual, prune=self._converged))
 
     def installed(self, table: int | None = None) -> list[FibRoute]:
         """l3fab's routes as the kernel has them now (next hops by ifindex)."""
@@ -206,11 +206,12 @@ class Fib:
         return FibResult() if self._batch else self.flush()
 
     def _actual_map(self) -> dict[Pid, dict[int, Signature]]:
-        if self._actual is None:
-            self._load()
-        return self._actual
+        actual = self._actual
+        if actual is None:
+            actual = self._load()
+        return actual
 
-    def _load(self) -> None:
+    def _load(self) -> dict[Pid, dict[int, Signature]]:
         actual: dict[Pid, dict[int, Signature]] = {}
         for key, sig in self.kernel.dump(self.tables).items():
             pid = key[:4]
@@ -220,6 +221,7 @@ class Fib:
             else:
                 have[key[4]] = sig
         self._actual = actual
+        return actual
 
     def _diff_pids(self, pids: Iterable[Pid]) -> Plan:
         actual = self._actual_map()
@@ -229,7 +231,7 @@ class Fib:
 
     def _ops(self, plan: Plan) -> list[Op]:
         desired = self._desired
-        ops = []
+        ops: list[Op] = []
         for action, items in (("add", plan.add), ("replace", plan.replace)):
             for pid, metric in items:
                 prepared = desired[pid]
@@ -270,6 +272,7 @@ class Fib:
                     if not have:
                         del actual[pid]
                 continue
+            assert sig is not None  # "add" and "replace" carry the route's signature
             if action == "add":
                 added += 1
             else:

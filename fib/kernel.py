@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Protocol, Sequence
 
 from l3fab.fib import netlink as nl
-from l3fab.fib.model import RTPROT_L3FAB
+from l3fab.fib.model import RTPROT_L3FAB, FibRoute
 from l3fab.fib.netlink import Prepared, RouteKey, Signature
+from l3fab.fib.reconcile import Pid
 
 TRANSIENT = frozenset({errno.ENOMEM, errno.ENOBUFS, errno.EAGAIN, errno.EBUSY})
 SOCKET_BUFFER = 32 << 20     # forced (root); acks of a whole chunk must fit
@@ -45,7 +46,7 @@ class NetlinkSocket(Protocol):
 #: One change: (action, pid, metric, RTM_NEWROUTE body or None, signature or None), with
 #: pid = (table, af, dst, dst_len) and action "add", "replace" or "delete".
 #: "add" is create-only (NLM_F_EXCL): it never overwrites a route of another protocol.
-Op = tuple
+Op = tuple[str, Pid, int, bytes | None, Signature | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +124,7 @@ class KernelFib:
         self._ifindex.clear()
         self.encoder.clear()
 
-    def prepare(self, route) -> Prepared:
+    def prepare(self, route: FibRoute) -> Prepared:
         return self.encoder.prepare(route)
 
     # -- dump ----------------------------------------------------------------
@@ -156,11 +157,11 @@ class KernelFib:
                 return routes
         raise NetlinkError(errno.EINTR, "route dump kept being interrupted by changes")
 
-    def _dump_once(self, af: int, table: int) -> tuple[list, bool]:
+    def _dump_once(self, af: int, table: int) -> tuple[list[tuple[RouteKey, Signature]], bool]:
         seq = self._next_seq()
         self.sock.send(nl.getroute_dump(af, seq, self.protocol, table))
         proto = self.protocol
-        routes = []
+        routes: list[tuple[RouteKey, Signature]] = []
         append = routes.append
         interrupted = False
         parse = nl.parse_route
@@ -168,7 +169,7 @@ class KernelFib:
         u32 = nl.U32.unpack_from
         # IPv4 dumps start with RTA_TABLE, RTA_DST; routes of one shape then share
         # every byte after the destination, so their decoding is looked up, not redone.
-        shapes: dict[bytes, tuple] = {}
+        shapes: dict[bytes, tuple[int, Signature]] = {}
         lead = nl.RTATTR.pack(8, nl.RTA_TABLE)
         dst4 = nl.RTATTR.pack(8, nl.RTA_DST)
         while True:
@@ -240,6 +241,7 @@ class KernelFib:
             if action == "delete":
                 parts.append(nl.delroute(pid + (metric,), seq, self.protocol))
             else:
+                assert body is not None  # "add" and "replace" carry their RTM_NEWROUTE body
                 parts.append(pack(16 + len(body), nl.RTM_NEWROUTE,
                                   nl.NEW_CREATE if action == "add" else nl.NEW_REPLACE, seq, 0))
                 parts.append(body)
@@ -264,9 +266,10 @@ class KernelFib:
                 off += (mlen + 3) & ~3
                 if mtype != nl.NLMSG_ERROR:
                     continue
-                op = by_seq.pop(seq, None)
-                if op is None:
+                acked = by_seq.pop(seq, None)
+                if acked is None:
                     continue
+                op = acked
                 if err == 0:
                     done(op)
                     continue

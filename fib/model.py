@@ -198,7 +198,7 @@ class FibNextHop:
     def __hash__(self) -> int:  # cached: next hops key the FIB's encoding cache
         return self._hash
 
-    def _sort_key(self) -> tuple:
+    def _sort_key(self) -> tuple[object, ...]:
         return (self.gateway or "", self.ifname or "", self.ifindex or 0, self.weight,
                 self.onlink, self.encap.segs if self.encap else (),
                 (self.local.action, self.local.nh4 or "", self.local.nh6 or "",
@@ -284,7 +284,7 @@ def seg6local_route(table: int, sid_prefix: str, *, action: str | Seg6LocalActio
     if ":" not in prefix:
         raise ValueError(f"seg6local_route.sid_prefix: {sid_prefix!r} is not an IPv6 SID")
     nh = FibNextHop(ifname=ifname, ifindex=ifindex,
-                    local=Seg6Local(action, nh4=nh4, nh6=nh6, table=table_id))
+                    local=Seg6Local(Seg6LocalAction.parse(action), nh4=nh4, nh6=nh6, table=table_id))
     return FibRoute(table, prefix, (nh,), RouteKind.UNICAST, metric)
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import socket
 import struct
-from typing import Callable, Iterator, NamedTuple
+from typing import Any, Callable, Iterator, NamedTuple
 
 from l3fab.fib.model import (FibNextHop, FibRoute, RouteKind, Seg6Encap, Seg6Local,
                        Seg6LocalAction, Seg6Mode, RTPROT_L3FAB)
@@ -55,7 +55,7 @@ IPV6_SRCRT_TYPE_4 = 4
 NLA_TYPE_MASK = 0x3FFF
 
 AF_INET, AF_INET6 = socket.AF_INET, socket.AF_INET6
-_ADDR_LEN = {AF_INET: 4, AF_INET6: 16}
+_ADDR_LEN: dict[int, int] = {AF_INET: 4, AF_INET6: 16}
 
 NLMSGHDR = struct.Struct("=IHHII")            # len, type, flags, seq, pid
 RTMSG = struct.Struct("=BBBBBBBBI")           # family dst_len src_len tos table protocol scope type flags
@@ -67,8 +67,10 @@ I32 = struct.Struct("=i")
 ERRHDR = struct.Struct("=IHHIIi")             # nlmsghdr + nlmsgerr.error
 HDR_LEN = NLMSGHDR.size + RTMSG.size          # 28
 
-RouteKey = tuple  # (table, af, dst: bytes, dst_len, metric)
-Signature = tuple  # (kind, ((gw_af, gw, oif, weight, onlink, encap), ...))
+RouteKey = tuple[int, int, bytes, int, int]  # (table, af, dst, dst_len, metric)
+Encap = tuple[int, bytes]  # (lwtunnel encap type, RTA_ENCAP payload)
+NextHopSig = tuple[int, bytes, int, int, bool, Encap | None]  # (gw_af, gw, oif, weight, onlink, encap)
+Signature = tuple[int, tuple[NextHopSig, ...]]  # (kind, next hops)
 
 
 class FibRouteError(ValueError):
@@ -107,7 +109,7 @@ def seg6local_payload(local: Seg6Local) -> bytes:
     return out
 
 
-def _encap_attrs(nh: FibNextHop) -> tuple[bytes, tuple | None]:
+def _encap_attrs(nh: FibNextHop) -> tuple[bytes, Encap | None]:
     """(RTA_ENCAP_TYPE + RTA_ENCAP attributes, encap signature) of a next hop."""
     if nh.encap is not None:
         etype, payload = LWTUNNEL_ENCAP_SEG6, rtattr(SEG6_IPTUNNEL_SRH, seg6_srh(nh.encap))
@@ -149,7 +151,7 @@ class Prepared(NamedTuple):
     body: bytes      # rtmsg + attributes of RTM_NEWROUTE (nlmsghdr is added per send)
 
 
-_DST_HDR = {AF_INET: RTATTR.pack(8, RTA_DST), AF_INET6: RTATTR.pack(20, RTA_DST)}
+_DST_HDR: dict[int, bytes] = {AF_INET: RTATTR.pack(8, RTA_DST), AF_INET6: RTATTR.pack(20, RTA_DST)}
 
 
 class Encoder:
@@ -160,7 +162,7 @@ class Encoder:
         self.ifindex = ifindex
         self.protocol = protocol
         self.cache_size = cache_size
-        self._cache: dict[tuple, tuple[bytes, Signature, bytes]] = {}
+        self._cache: dict[tuple[object, ...], tuple[bytes, Signature, bytes]] = {}
 
     def clear(self) -> None:
         self._cache.clear()
@@ -177,7 +179,9 @@ class Encoder:
                 self._cache.clear()
             hit = self._cache[ck] = self._encode(route, af, plen)
         head, sig, tail = hit
-        return Prepared(route, (route.table, af, dst, plen, route.metric), sig, head + dst + tail)
+        metric = route.metric
+        assert metric is not None  # FibRoute.__post_init__ fills in the kernel's default
+        return Prepared(route, (route.table, af, dst, plen, metric), sig, head + dst + tail)
 
     def _oif(self, route: FibRoute, nh: FibNextHop) -> int:
         if nh.ifindex is not None:
@@ -192,7 +196,7 @@ class Encoder:
 
     def _encode(self, route: FibRoute, af: int, plen: int) -> tuple[bytes, Signature, bytes]:
         """(rtmsg + RTA_DST header, signature, attributes after the destination)."""
-        nhs = []
+        nhs: list[tuple[int, bytes, int, int, bool, Encap | None, bytes]] = []
         for nh in route.nexthops:
             gw_af, gw = _gateway(af, nh.gateway)
             enc_attrs, enc_sig = _encap_attrs(nh)
@@ -231,7 +235,7 @@ def prepare(route: FibRoute, ifindex: Callable[[str], int] = socket.if_nametoind
     return Encoder(ifindex, protocol).prepare(route)
 
 
-def _nh_order(nh: tuple) -> tuple:
+def _nh_order(nh: tuple[Any, ...]) -> tuple[int, bytes, int, int, bool, bytes]:
     return (nh[0], nh[1], nh[2], nh[3], nh[4], nh[5][1] if nh[5] else b"")
 
 
@@ -339,21 +343,24 @@ def _attrs(buf: bytes, p: int, end: int) -> dict[int, bytes]:
     return out
 
 
-def _nexthop(af: int, a: dict[int, bytes], oif: int, weight: int, flags: int) -> tuple:
-    gw = a.get(RTA_GATEWAY)
-    if gw is not None:
-        gw_af = af
+def _nexthop(af: int, a: dict[int, bytes], oif: int, weight: int, flags: int) -> NextHopSig:
+    gw_af: int
+    gw: bytes
+    gateway = a.get(RTA_GATEWAY)
+    if gateway is not None:
+        gw_af, gw = af, gateway
     else:
         via = a.get(RTA_VIA)
         gw_af, gw = (via[0] | (via[1] << 8), via[2:]) if via else (0, b"")
+    encap: Encap | None = None
     enc = a.get(RTA_ENCAP)
     if enc is not None:
-        etype = a.get(RTA_ENCAP_TYPE, b"\0\0")
-        etype = etype[0] | (etype[1] << 8)
+        raw_type = a.get(RTA_ENCAP_TYPE, b"\0\0")
+        etype = raw_type[0] | (raw_type[1] << 8)
         if etype == LWTUNNEL_ENCAP_SEG6_LOCAL:
             enc = _without_counters(enc)
-        enc = (etype, enc)
-    return (gw_af, gw, oif, weight, bool(flags & RTNH_F_ONLINK), enc)
+        encap = (etype, enc)
+    return (gw_af, gw, oif, weight, bool(flags & RTNH_F_ONLINK), encap)
 
 
 def parse_route(buf: bytes, off: int, end: int) -> tuple[RouteKey, Signature, int]:
@@ -366,14 +373,14 @@ def parse_route(buf: bytes, off: int, end: int) -> tuple[RouteKey, Signature, in
         table = _U32_UNPACK(t)[0]
     m = a.get(RTA_PRIORITY)
     dst = a.get(RTA_DST) or bytes(_ADDR_LEN.get(af, 0))
-    key = (table, af, dst, plen, _U32_UNPACK(m)[0] if m else 0)
+    key: RouteKey = (table, af, dst, plen, _U32_UNPACK(m)[0] if m else 0)
     if kind != RouteKind.UNICAST:
         return key, (kind, ()), protocol
     mp = a.get(RTA_MULTIPATH)
     if mp is None:
         o = a.get(RTA_OIF)
         return key, (kind, (_nexthop(af, a, _U32_UNPACK(o)[0] if o else 0, 1, rflags),)), protocol
-    out = []
+    out: list[NextHopSig] = []
     q = 0
     while q + 8 <= len(mp):
         nlen, nflags, hops, nif = RTNEXTHOP.unpack_from(mp, q)
@@ -400,7 +407,8 @@ def iter_messages(buf: bytes) -> Iterator[tuple[int, int, int, int, int]]:
 
 def error_code(buf: bytes, off: int) -> int:
     """The (positive) errno of the NLMSG_ERROR at ``off``; 0 is an ack."""
-    return -I32.unpack_from(buf, off + 16)[0]
+    err: int = I32.unpack_from(buf, off + 16)[0]
+    return -err
 
 
 # -- back to model values (inspection, tests) ----------------------------------
@@ -412,9 +420,12 @@ def to_route(key: RouteKey, sig: Signature) -> FibRoute:
     prefix = f"{socket.inet_ntop(af, dst)}/{plen}"
     hops = []
     for gw_af, gw, oif, weight, onlink, encap in nhs:
-        enc = local = None
+        enc: Seg6Encap | None = None
+        local: Seg6Local | None = None
         if encap is not None and encap[0] == LWTUNNEL_ENCAP_SEG6:
-            mode, segs = seg6_segments(encap[1])
+            parsed = seg6_segments(encap[1])
+            assert parsed is not None, f"route {prefix} table {table}: seg6 encap without SRH"
+            mode, segs = parsed
             enc = Seg6Encap(segs, Seg6Mode(mode))
         elif encap is not None and encap[0] == LWTUNNEL_ENCAP_SEG6_LOCAL:
             try:

@@ -17,7 +17,7 @@ from typing import Mapping
 
 from l3fab.fib.netlink import Signature, sig_matches
 
-Pid = tuple  # (table, af, dst, dst_len)
+Pid = tuple[int, int, bytes, int]  # (table, af, dst, dst_len)
 
 
 @dataclass
