@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Any, Iterable
 
 from l3fab.speaker.wire.extcommunity import ExtCommunity, route_target
 from l3fab.speaker.wire.rd import RouteDistinguisher
@@ -34,7 +34,7 @@ class ImportDecision:
     def accepted(self) -> bool:
         return bool(self.vrfs)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"vrfs": list(self.vrfs), "reason": self.reason}
 
 

@@ -28,7 +28,7 @@ from .views import endpoint_view, endpoint_views, tenant_view, tenant_views
 
 
 class Intent:
-    def __init__(self, path: str | os.PathLike, node: NodeSettings, state: State | None = None,
+    def __init__(self, path: str | os.PathLike[str], node: NodeSettings, state: State | None = None,
                  interface_exists: InterfaceExists = sysfs_interface_exists) -> None:
         self.path = Path(path)
         self.node = node
@@ -36,7 +36,7 @@ class Intent:
         self._state = state if state is not None else State()
 
     @classmethod
-    def load(cls, path: str | os.PathLike, node: NodeSettings,
+    def load(cls, path: str | os.PathLike[str], node: NodeSettings,
              interface_exists: InterfaceExists = sysfs_interface_exists) -> "Intent":
         """Read the state file (none yet: empty intent) and check it whole.
         Interfaces are not checked here: a VM's TAP may appear later."""
@@ -104,7 +104,7 @@ class Intent:
     def import_policy(self) -> ImportPolicy:
         return ImportPolicy(self.node, self.tenants(), self.endpoints())
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"locator": self.node.locator, "router_id": self.node.router_id, "fabric_asn": self.node.fabric_asn,
                 "tenants": [t.to_dict() for t in self.tenants()],
                 "endpoints": [e.to_dict() for e in self.endpoints()]}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping
+from typing import Any, Mapping
 
 from .rate import format_rate
 
@@ -76,7 +76,7 @@ class EndpointAllocation:
     sid6_index: int | None  # End.DX6 / End.DT6 SID; None without IPv6
 
 
-def _frozen(d: Mapping | None) -> Mapping:
+def _frozen(d: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return MappingProxyType(dict(d or {}))
 
 
@@ -96,7 +96,7 @@ class State:
         for name in ("tenants", "endpoints", "tenant_allocations", "endpoint_allocations"):
             object.__setattr__(self, name, _frozen(getattr(self, name)))
 
-    def replace(self, **changes) -> "State":
+    def replace(self, **changes: Any) -> "State":
         values = {name: getattr(self, name) for name in (
             "tenants", "endpoints", "tenant_allocations", "endpoint_allocations", "next_sid_index", "next_table")}
         values.update(changes)
@@ -121,7 +121,7 @@ class Tenant(_FamilyChoice):
     label: int  # the MPLS label field of this tenant's VPN routes
     endpoints: int  # how many local endpoints
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "vni": self.vni, "families": self.families, "peers": list(self.peers),
                 "effective_peers": list(self.effective_peers), "table": self.table, "rd": self.rd,
                 "route_target": self.route_target, "label": self.label, "endpoints": self.endpoints}
@@ -148,7 +148,7 @@ class Endpoint:
     def sids(self) -> tuple[str, ...]:
         return tuple(s for s in (self.sid4, self.sid6) if s)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "tenant": self.tenant, "vni": self.vni, "interface": self.interface,
                 "ipv4": self.ipv4, "ipv6": self.ipv6, "rate_limit": self.rate_limit,
                 "rate_limit_text": format_rate(self.rate_limit) if self.rate_limit else None,

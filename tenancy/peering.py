@@ -6,8 +6,11 @@ from typing import Iterable, Mapping, Protocol
 
 
 class _HasPeers(Protocol):
-    name: str
-    peers: tuple[str, ...]
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def peers(self) -> tuple[str, ...]: ...
 
 
 def peering_effective(a: _HasPeers, b: _HasPeers) -> bool:

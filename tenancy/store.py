@@ -23,7 +23,7 @@ FORMAT = "l3fab-intent"
 VERSION = 1
 
 
-def state_to_dict(state: State) -> dict:
+def state_to_dict(state: State) -> dict[str, Any]:
     tenants = []
     for n in sorted(state.tenants):
         t, a = state.tenants[n], state.tenant_allocations[n]
@@ -31,10 +31,10 @@ def state_to_dict(state: State) -> dict:
                         "table": a.table, "rd_number": a.rd_number})
     endpoints = []
     for n in sorted(state.endpoints):
-        e, a = state.endpoints[n], state.endpoint_allocations[n]
+        e, ea = state.endpoints[n], state.endpoint_allocations[n]
         endpoints.append({"name": e.name, "tenant": e.tenant, "interface": e.interface, "ipv4": e.ipv4,
                           "ipv6": e.ipv6, "rate_limit": e.rate_limit,
-                          "sid4_index": a.sid4_index, "sid6_index": a.sid6_index})
+                          "sid4_index": ea.sid4_index, "sid6_index": ea.sid6_index})
     return {"format": FORMAT, "version": VERSION,
             "counters": {"next_sid_index": state.next_sid_index, "next_table": state.next_table},
             "tenants": tenants, "endpoints": endpoints}
@@ -43,7 +43,7 @@ def state_to_dict(state: State) -> dict:
 _KIND_WORDS = {int: "an integer", str: "a string", list: "a list", dict: "an object"}
 
 
-def _get(obj: dict, key: str, kind: type, where: str, optional: bool = False) -> Any:
+def _get(obj: dict[str, Any], key: str, kind: type, where: str, optional: bool = False) -> Any:
     if not isinstance(obj, dict):
         raise IntentError(where, obj, "is not an object")
     v = obj.get(key)
@@ -87,7 +87,7 @@ def state_from_dict(data: Any, where: str = "state") -> State:
                  _get(counters, "next_table", int, f"{where}.counters"))
 
 
-def atomic_write(path: str | os.PathLike, data: bytes) -> None:
+def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
     """Replace ``path`` with ``data``: temp file in the same directory, fsync, rename,
     fsync the directory.  On any failure the old file is untouched and the temp file gone."""
     path = Path(path)
@@ -116,7 +116,7 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
         os.close(dfd)
 
 
-def save(path: str | os.PathLike, state: State) -> None:
+def save(path: str | os.PathLike[str], state: State) -> None:
     text = json.dumps(state_to_dict(state), indent=2, sort_keys=False) + "\n"
     try:
         atomic_write(path, text.encode())
@@ -124,7 +124,7 @@ def save(path: str | os.PathLike, state: State) -> None:
         raise IntentError("state-file", str(path), f"could not be written: {e.strerror or e}") from None
 
 
-def load(path: str | os.PathLike) -> State:
+def load(path: str | os.PathLike[str]) -> State:
     """The state in ``path``; an empty State when the file does not exist yet."""
     try:
         raw = Path(path).read_bytes()

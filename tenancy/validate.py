@@ -210,10 +210,10 @@ def check_state(state: State, node: NodeSettings) -> None:
         if endpoint_spec(e.name, e.tenant, e.interface, e.ipv4, e.ipv6, e.rate_limit) != e:
             raise IntentError(f"endpoints[{e.name}]", e.name, "is not in canonical form in the state file")
         check_endpoint(state, e)
-        a = state.endpoint_allocations.get(e.name)
-        if a is None:
+        ea = state.endpoint_allocations.get(e.name)
+        if ea is None:
             raise IntentError(f"endpoints[{e.name}]", e.name, "has no SID allocation in the state file")
-        for fam, addr, idx in (("sid4", e.ipv4, a.sid4_index), ("sid6", e.ipv6, a.sid6_index)):
+        for fam, addr, idx in (("sid4", e.ipv4, ea.sid4_index), ("sid6", e.ipv6, ea.sid6_index)):
             if (addr is None) != (idx is None):
                 raise IntentError(f"endpoints[{e.name}].{fam}", idx, "does not match the endpoint's addresses")
             if idx is None:
