@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import struct
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn, TypeVar
 
 from ..errors import ConfigError
 from ..fields import asn as parse_asn, check_keys, integer, ip_address, string
@@ -75,7 +75,10 @@ _YAML_NUMBER_HINT = ("is a number: quote it (\"65000:11\"); YAML reads unquoted 
                      "65000:11 as a base-60 number")
 
 
-def _fail(path: str, value: Any, problem: str) -> None:
+T = TypeVar("T")
+
+
+def _fail(path: str, value: Any, problem: str) -> NoReturn:
     raise ConfigError(path, value, problem)
 
 
@@ -83,13 +86,13 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-def _mapping(path: str, v: Any) -> dict:
+def _mapping(path: str, v: Any) -> dict[str, Any]:
     if not isinstance(v, dict):
         _fail(path, v, "is not a mapping")
     return v
 
 
-def _check_keys(path: str, d: dict, allowed: set[str]) -> None:
+def _check_keys(path: str, d: dict[str, Any], allowed: set[str]) -> None:
     check_keys(path, d, allowed)
 
 
@@ -108,7 +111,7 @@ def _name(path: str, v: Any, what: str) -> str:
     return v
 
 
-def _text_item(path: str, v: Any, parse: Callable[[str], Any], what: str) -> Any:
+def _text_item(path: str, v: Any, parse: Callable[[str], T], what: str) -> T:
     """Parse one community-like item, refusing YAML's base-60 integers."""
     if isinstance(v, bool) or isinstance(v, int):
         _fail(path, v, _YAML_NUMBER_HINT)
@@ -134,7 +137,9 @@ def _large_community(path: str, v: Any) -> LargeCommunity:
 def _prefix(path: str, v: Any) -> Prefix:
     """A prefix with no host bits set (``10.0.0.1/8`` is refused: it is a typo more often
     than not).  An address alone is a host prefix."""
-    text = v.strip() if isinstance(v, str) else None
+    if not isinstance(v, str):
+        _fail(path, v, "is not an IPv4 or IPv6 prefix")
+    text = v.strip()
     try:
         return Prefix.parse(str(ipaddress.ip_network(text, strict=True)))
     except (TypeError, ValueError):
@@ -218,10 +223,12 @@ def _networks(path: str, v: Any, prefix_lists: dict[str, PrefixList]) -> PrefixL
 
 def _alias(ec: ExtCommunity) -> ExtCommunity | None:
     """The same ASN:NN route target in the other AS-specific encoding, if it fits."""
-    asn, num = ec.admin_assigned()
+    aa = ec.admin_assigned()
+    assert aa is not None  # route targets are AS or IPv4 address specific
+    asn, num = aa
     if ec.type == TYPE_TWO_OCTET_AS and num <= 0xFFFF:
         return ExtCommunity(TYPE_FOUR_OCTET_AS, ec.subtype, struct.pack("!IH", asn, num))
-    if ec.type == TYPE_FOUR_OCTET_AS and asn <= 0xFFFF:
+    if ec.type == TYPE_FOUR_OCTET_AS and isinstance(asn, int) and asn <= 0xFFFF:
         return ExtCommunity(TYPE_TWO_OCTET_AS, ec.subtype, struct.pack("!HI", asn, num))
     return None
 
@@ -233,7 +240,7 @@ def _route_target(path: str, v: Any) -> ExtCommunity:
     return ec
 
 
-def _match_route_targets(path: str, v: Any) -> frozenset:
+def _match_route_targets(path: str, v: Any) -> frozenset[ExtCommunity]:
     """Route targets to match, each also in its other encoding: 65000:100 as a two-octet-AS
     or a four-octet-AS extended community is the same target to an operator."""
     out = set()
@@ -246,19 +253,19 @@ def _match_route_targets(path: str, v: Any) -> frozenset:
     return frozenset(out)
 
 
-def _match_rds(path: str, v: Any) -> frozenset:
+def _match_rds(path: str, v: Any) -> frozenset[RouteDistinguisher]:
     out = set()
     for p, item in _items(path, v):
         rd = _text_item(p, item, RouteDistinguisher.parse, "a route distinguisher (ASN:NN or A.B.C.D:NN)")
         out.add(rd)
         if rd.type == 0 and rd.assigned <= 0xFFFF:
             out.add(RouteDistinguisher(2, rd.admin, rd.assigned))
-        elif rd.type == 2 and rd.admin <= 0xFFFF:
+        elif rd.type == 2 and isinstance(rd.admin, int) and rd.admin <= 0xFFFF:  # type 2: admin is an ASN
             out.add(RouteDistinguisher(0, rd.admin, rd.assigned))
     return frozenset(out)
 
 
-def _families(path: str, v: Any) -> frozenset:
+def _families(path: str, v: Any) -> frozenset[Family]:
     out = set()
     for p, item in _items(path, v):
         try:
@@ -274,7 +281,7 @@ def _origin(path: str, v: Any) -> int:
     return ORIGIN_WORDS[v.strip().lower()]
 
 
-def _regexes(path: str, v: Any) -> tuple[re.Pattern, ...]:
+def _regexes(path: str, v: Any) -> tuple[re.Pattern[str], ...]:
     out = []
     for p, item in _items(path, v):
         if not isinstance(item, str):
@@ -311,7 +318,7 @@ def _strings(path: str, v: Any) -> frozenset[str]:
 
 
 # Cheap conditions first: a failing family or source check saves the prefix lookup.
-_MATCH_PARSERS: dict[str, Callable[[str, Any, dict], Condition]] = {
+_MATCH_PARSERS: dict[str, Callable[[str, Any, dict[str, PrefixList]], Condition]] = {
     "family": lambda p, v, pl: FamilyIn(_families(p, v)),
     "source": lambda p, v, pl: SourceIn(_strings(p, v)),
     "origin": lambda p, v, pl: OriginIn(frozenset(_origin(q, i) for q, i in _items(p, v))),
@@ -342,7 +349,8 @@ def parse_match(data: Any, prefix_lists: dict[str, PrefixList], path: str = "mat
 # ---------------------------------------------------------------- set
 
 
-def _edit(path: str, v: Any, attribute: type, parse_item: Callable[[str, Any], Any]) -> EditList:
+def _edit(path: str, v: Any, attribute: type[Communities | LargeCommunities | ExtendedCommunities],
+          parse_item: Callable[[str, Any], Any]) -> EditList:
     d = _mapping(path, v)
     _check_keys(path, d, _EDIT_KEYS)
     if not d:
@@ -350,7 +358,7 @@ def _edit(path: str, v: Any, attribute: type, parse_item: Callable[[str, Any], A
     if "replace" in d and len(d) > 1:
         _fail(_join(path, "replace"), d["replace"], "cannot be combined with add or remove")
 
-    def values(key: str) -> tuple:
+    def values(key: str) -> tuple[Any, ...]:
         raw = d[key]
         if raw == []:
             return ()
