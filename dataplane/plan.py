@@ -93,9 +93,9 @@ def build(spec: DataplaneSpec, vrf_devices: bool) -> Plan:
     by_tenant = {v.name: v for v in spec.vrfs}
     for port in spec.ports:
         addresses[port.ifname] = ((GATEWAY4, 32), (GATEWAY6, 64))
-        vrf = by_tenant.get(port.tenant)
-        if vrf_devices and vrf is not None:
-            enslave[port.ifname] = vrf_device(vrf.vni)
+        port_vrf = by_tenant.get(port.tenant)
+        if vrf_devices and port_vrf is not None:
+            enslave[port.ifname] = vrf_device(port_vrf.vni)
         else:
             for fam in (4, 6):
                 rules.add(Rule(fam, RULE_PREF_ENDPOINT, port.table, iif=port.ifname, protocol=RTPROT_L3FAB_VRF))

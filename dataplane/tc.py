@@ -50,7 +50,7 @@ import json
 import subprocess
 import zlib
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Sequence, overload
 
 from .features import Features, command, detect, kernel_reason
 from .model import PortSpec
@@ -95,7 +95,7 @@ def cookie(kind: str, rate: int = 0) -> str:
 
 
 def ours_cookie(value: str | None) -> bool:
-    return bool(value) and value.lower().startswith(COOKIE_MAGIC.hex())
+    return bool(value and value.lower().startswith(COOKIE_MAGIC.hex()))
 
 
 def _label(endpoint: str, ifname: str) -> str:
@@ -266,7 +266,7 @@ class _Planner:
             if handle == ROOT_HANDLE:
                 self.step(port, "remove egress limit", "tc", "qdisc", "del", "dev", dev, "root")
         elif handle not in (DEFAULT_HANDLE, ROOT_HANDLE):
-            self.errors.append(f"{_label(port.name, dev)}: foreign root qdisc {root.get('kind')} "
+            self.errors.append(f"{_label(port.name, dev)}: foreign root qdisc {(root or {}).get('kind')} "
                                f"{handle} present, not replacing it; egress not limited")
         else:
             self.tbf(port, dev, rate, f"limit egress to {rate} bit/s")
@@ -277,9 +277,10 @@ class _Planner:
         if tbf_matches(root, rate):
             return
         handle = (root or {}).get("handle", DEFAULT_HANDLE)
-        if handle != DEFAULT_HANDLE and (handle, root.get("kind")) != (ROOT_HANDLE, "tbf"):
+        kind = (root or {}).get("kind")  # a handle other than the default means root is there
+        if handle != DEFAULT_HANDLE and (handle, kind) != (ROOT_HANDLE, "tbf"):
             # replace cannot change a qdisc's kind or handle ("must match existing qdisc")
-            self.step(port, f"remove old {root.get('kind')} qdisc of {dev}", "tc", "qdisc", "del", "dev", dev,
+            self.step(port, f"remove old {kind} qdisc of {dev}", "tc", "qdisc", "del", "dev", dev,
                       "root")
         self.step(port, what, "tc", "qdisc", "replace", "dev", dev, *tbf_args(rate))
 
@@ -316,6 +317,7 @@ class _Planner:
     def ifb(self, port: PortSpec) -> bool:
         """The port's ifb exists, is up and shapes at the rate; False when its name is taken."""
         name, rate = ifb_name(port.ifname), port.rate_limit
+        assert rate is not None  # ingress() asks for an ifb only for a port with a limit
         link = self.snap.links.get(name)
         if link is not None and not is_our_ifb(self.snap, name):
             self.errors.append(f"{_label(port.name, port.ifname)}: device {name} exists and is not "
@@ -362,7 +364,7 @@ def diff(ports: Sequence[PortSpec], snap: Snapshot, mode: str,
             by_ifname[old.ifname] = gone
             planner.port(gone)
     planner.orphans(by_ifname)
-    notes = ()
+    notes: tuple[str, ...] = ()
     if mode == INGRESS_NONE and any(p.rate_limit for p in ports):
         notes = ("this kernel has neither act_police nor ifb redirection: traffic from endpoints "
                  "is not limited, only traffic towards them",)
@@ -441,6 +443,14 @@ def apply(ports: Sequence[PortSpec], netns: str | None = None, *, previous: Sequ
 
 
 # ------------------------------------------------------------------ counters
+
+
+@overload
+def _counts(obj: dict) -> dict[str, int]: ...
+
+
+@overload
+def _counts(obj: None) -> None: ...
 
 
 def _counts(obj: dict | None) -> dict[str, int] | None:
