@@ -67,7 +67,11 @@ def record(args: argparse.Namespace) -> int:
     conn, peer = listener.accept()
     listener.close()
     print(f"connection from {peer[0]}", flush=True)
-    signal.signal(signal.SIGTERM, lambda *_: (conn.close(), sys.exit(0)))
+    def on_sigterm(*_: object) -> None:
+        conn.close()
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
 
     session = Session(cfg)
     timers: dict = {}

@@ -242,6 +242,7 @@ class Deployment:
                 (d / "empty.conf").write_text("")
                 (d / n.netns).mkdir(exist_ok=True)
                 (d / n.netns / "vtysh.conf").write_text("")
+                assert frr_user is not None  # looked up since there are FRR nodes
                 os.chown(d, frr_user.pw_uid, frr_user.pw_gid)
             elif n.engine == "l3fab":
                 (d / "l3fab.yaml").write_text(render_l3fab(self.topo, n.name))
@@ -307,7 +308,7 @@ class Deployment:
     def _start_l3fab(self, n: NodeRecord) -> None:
         cfg = Path(n.dir) / ("l3fab.lab.yaml" if n.role == "host" else "l3fab.yaml")
         self._spawn(n, "l3fab", [sys.executable, "-m", "l3fab.cli.main", "run", "--config", str(cfg),
-                                 "--socket", n.socket, "--log-level", "info"])
+                                 "--socket", _socket(n), "--log-level", "info"])
 
     def _frr_argv(self, n: NodeRecord, daemon: str) -> list[str]:
         return [str(FRR_SBIN / daemon), "-N", n.netns, "-F", "datacenter", "-P", "0",
@@ -321,11 +322,11 @@ class Deployment:
         self.state.phase = "starting FRR"
         user = pwd.getpwnam(FRR_USER)
         for n in nodes:
-            Path(n.frr_dir).mkdir(parents=True, exist_ok=True)
-            os.chown(n.frr_dir, user.pw_uid, user.pw_gid)
+            Path(_frr_dir(n)).mkdir(parents=True, exist_ok=True)
+            os.chown(_frr_dir(n), user.pw_uid, user.pw_gid)
             self._spawn(n, "zebra", self._frr_argv(n, "zebra"))
         # bgpd and staticd that find no zserv.api retry only after 10 s
-        self._wait("FRR zebra", lambda: self._count(nodes, lambda n: (Path(n.frr_dir) / "zserv.api").exists()),
+        self._wait("FRR zebra", lambda: self._count(nodes, lambda n: (Path(_frr_dir(n)) / "zserv.api").exists()),
                    START_TIMEOUT, "zebras listening", quiet=True)
         for n in nodes:
             for daemon in FRR_DAEMONS[1:]:
@@ -457,6 +458,18 @@ class Deployment:
             return done, total, ", ".join(missing)
 
         self._wait("VPN routes in the hosts' VRFs", count, ROUTE_TIMEOUT, "imported", interval=0.3)
+
+
+def _socket(n: NodeRecord) -> str:
+    """An l3fab node's API socket (set for every l3fab node)."""
+    assert n.socket is not None, f"{n.name} has no l3fab API socket"
+    return n.socket
+
+
+def _frr_dir(n: NodeRecord) -> str:
+    """An FRR node's pathspace directory (set for every FRR node)."""
+    assert n.frr_dir is not None, f"{n.name} has no FRR directory"
+    return n.frr_dir
 
 
 def _frr_ready(n: NodeRecord) -> bool:

@@ -59,6 +59,7 @@ class FabricNode:
     def established(self) -> bool:
         if self.l3fab is not None:
             return all(n["state"] == "Established" for n in self.l3fab.api("neighbors"))
+        assert self.frr is not None  # a node runs l3fab or FRR
         return self.frr.established()
 
 

@@ -260,7 +260,8 @@ def teardown(state: LabState, say: Callable[[str], None] = lambda s: None) -> li
     Returns the errors; the state file is removed only when there were none, so
     ``lab down`` can be repeated."""
     errors: list[str] = []
-    ours = {p.pid: p.start_time for p in state.processes if is_ours(p)}
+    ours = {p.pid: p.start_time for p in state.processes
+            if p.pid is not None and p.start_time is not None and is_ours(p)}
     if ours:
         say(f"stopping {len(ours)} processes")
         stop_pids(ours)

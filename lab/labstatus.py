@@ -38,6 +38,7 @@ def vtysh_json(node: NodeRecord, command: str):
 
 
 def api(node: NodeRecord, method: str, **params):
+    assert node.socket is not None, f"{node.name} has no l3fab API socket"
     try:
         return call(node.socket, method, params, timeout=QUERY_TIMEOUT)
     except ApiClientError as e:

@@ -21,6 +21,7 @@ topotests' ``run_and_expect``: tests never sleep for a fixed time.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import secrets
@@ -74,15 +75,15 @@ class WaitTimeout(AssertionError):
     """:func:`wait_until` gave up; the message says what was awaited and the last value seen."""
 
 
-def run_host(argv: Sequence[str], *, check: bool = True, timeout: float = 60,
+def run_host(argv: Sequence[str | os.PathLike[str]], *, check: bool = True, timeout: float = 60,
              input: str | None = None, env: Mapping[str, str] | None = None,
              ) -> subprocess.CompletedProcess[str]:
     """Run a command to completion in the test's own namespaces, capturing text output."""
-    argv = [str(a) for a in argv]
-    proc = subprocess.run(argv, input=input, capture_output=True, text=True,
+    args = [str(a) for a in argv]
+    proc = subprocess.run(args, input=input, capture_output=True, text=True,
                           timeout=timeout, env=None if env is None else dict(env))
     if check and proc.returncode != 0:
-        raise CommandFailed(argv, proc.returncode, proc.stdout, proc.stderr)
+        raise CommandFailed(args, proc.returncode, proc.stdout, proc.stderr)
     return proc
 
 
@@ -143,7 +144,7 @@ class Namespace:
     def run(self, argv: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
         return self.lab.run(self, argv, **kwargs)
 
-    def popen(self, argv: Sequence[str], **kwargs: Any) -> "Process":
+    def popen(self, argv: Sequence[str | os.PathLike[str]], **kwargs: Any) -> "Process":
         return self.lab.popen(self, argv, **kwargs)
 
     def ip(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -213,7 +214,8 @@ class Lab:
     """
 
     prefix: str = NAME_PREFIX
-    workdir: Path | None = None
+    # None (the default): a new temporary directory, made by __post_init__; a Path from then on.
+    workdir: Path = None  # type: ignore[assignment]
     keep_workdir: bool = False
     uts: bool = True
     stop_timeout: float = 5.0
@@ -288,7 +290,7 @@ class Lab:
         except KeyError:
             raise KeyError(f"no namespace {ns!r} in this lab; have {sorted(self.namespaces)}") from None
 
-    def enter_argv(self, ns: Namespace | str, argv: Sequence[str]) -> list[str]:
+    def enter_argv(self, ns: Namespace | str, argv: Sequence[str | os.PathLike[str]]) -> list[str]:
         """The argv that runs ``argv`` inside the namespace (network and UTS)."""
         ns = self.namespace(ns)
         prefix = ["ip", "netns", "exec", ns.netns]
@@ -329,7 +331,7 @@ class Lab:
         return run_host(self.enter_argv(ns, argv), check=check, timeout=timeout, input=input,
                         env=env)
 
-    def popen(self, ns: Namespace | str | None, argv: Sequence[str], *, name: str | None = None,
+    def popen(self, ns: Namespace | str | None, argv: Sequence[str | os.PathLike[str]], *, name: str | None = None,
               log: Path | None = None, stdin: int | None = subprocess.DEVNULL,
               env: Mapping[str, str] | None = None, cwd: Path | str | None = None) -> Process:
         """Start ``argv`` in the background inside ``ns`` (or on the host if ``ns`` is None).
@@ -398,12 +400,12 @@ class Lab:
         for td in reversed(self._teardowns):
             attempt(td.label, td.fn)
         for proc in reversed(self.processes):
-            attempt(f"stop {proc.name}", lambda p=proc: self.stop(p))
+            attempt(f"stop {proc.name}", functools.partial(self.stop, proc))
         for ns in reversed(list(self.namespaces.values())):
-            attempt(f"strays in {ns.netns}", lambda n=ns: _kill_strays(n.netns))
+            attempt(f"strays in {ns.netns}", functools.partial(_kill_strays, ns.netns))
             if ns.uts_file is not None:
-                attempt(f"umount {ns.uts_file}", lambda n=ns: run_host(["umount", n.uts_file]))
-            attempt(f"delete {ns.netns}", lambda n=ns: run_host(["ip", "netns", "del", n.netns]))
+                attempt(f"umount {ns.uts_file}", functools.partial(run_host, ["umount", ns.uts_file]))
+            attempt(f"delete {ns.netns}", functools.partial(run_host, ["ip", "netns", "del", ns.netns]))
         if not self.keep_workdir:
             attempt(f"remove {self.workdir}", lambda: shutil.rmtree(self.workdir))
         if errors:

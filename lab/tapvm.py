@@ -148,7 +148,7 @@ def icmpv6_packet(src: bytes, dst: bytes, kind: int, body: bytes, hop_limit: int
 
 def nd_options(data: bytes) -> dict[int, bytes]:
     """Type -> value of the ND options in ``data`` (RFC 4861 4.6); length 0 is malformed."""
-    options = {}
+    options: dict[int, bytes] = {}
     while len(data) >= 2:
         kind, units = data[0], data[1]
         if units == 0 or units * 8 > len(data):
@@ -478,7 +478,7 @@ def serve(fd: int, vm: Vm, stats_path: Path, go: Path | None = None) -> None:
     next_write = 0.0
     while not stop:
         now = time.monotonic()
-        if held and go.exists():
+        if held and go is not None and go.exists():  # held: go is not None
             held = False
             for p in vm.pingers:
                 p.next_at = now

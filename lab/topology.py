@@ -443,7 +443,7 @@ def _port(path: str, text: Any, facts: dict) -> Port:
         node, ifname = text.split(":")
     else:
         raise TopologyError(path, text, "is not NODE:INTERFACE")
-    if node not in facts:
+    if not isinstance(node, str) or node not in facts:
         raise TopologyError(path, text, f"names node {node!r}, which is not under topology.nodes")
     if not isinstance(ifname, str) or not _IFNAME.match(ifname):
         raise TopologyError(path, text, "has no valid interface name (1-15 of A-Z a-z 0-9 _ . -)")

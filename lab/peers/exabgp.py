@@ -34,7 +34,7 @@ import textwrap
 from pathlib import Path
 from typing import Any, Iterable
 
-from l3fab.lab.netns import Lab, Namespace, wait_until
+from l3fab.lab.netns import Lab, Namespace, Process, wait_until
 
 API_SCRIPT = Path(__file__).with_name("exabgp_api.py")
 DEFAULT_FAMILIES = ("ipv4 unicast", "ipv6 unicast", "ipv4 mpls-vpn", "ipv6 mpls-vpn")
@@ -72,7 +72,7 @@ class ExaBgp:
         self.config_file = self.dir / "exabgp.conf"
         self.fifo = self.dir / "commands.fifo"
         self.events_file = self.dir / "events.jsonl"
-        self.process = None
+        self.process: Process | None = None
         self.commands_sent = 0
 
     # -- life cycle ------------------------------------------------------
@@ -157,10 +157,16 @@ class ExaBgp:
         return self
 
     def _api_started(self) -> bool:
-        if not self.process.alive():
-            raise RuntimeError(f"exabgp exited with {self.process.popen.returncode}: "
-                               f"{self.process.log_text(3000)}")
+        process = self._started()
+        if not process.alive():
+            raise RuntimeError(f"exabgp exited with {process.popen.returncode}: "
+                               f"{process.log_text(3000)}")
         return any(e.get("api") == "started" for e in self.events())
+
+    def _started(self) -> Process:
+        """The exabgp process (:meth:`start` made it)."""
+        assert self.process is not None, f"ExaBGP {self.name} was not started"
+        return self.process
 
     def stop(self) -> None:
         if self.process is not None:
@@ -183,7 +189,7 @@ class ExaBgp:
             fd = os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK)
         except OSError as exc:
             raise RuntimeError(f"ExaBGP {self.name}: API process not reading {self.fifo} "
-                               f"({exc}); log: {self.process.log_text(2000)}") from exc
+                               f"({exc}); log: {self._started().log_text(2000)}") from exc
         try:
             os.set_blocking(fd, True)  # long commands (many prefixes) exceed one pipe write
             data = (command + "\n").encode()
@@ -200,7 +206,7 @@ class ExaBgp:
         ack = acks[sent - 1]
         if ack != "done":
             raise RuntimeError(f"ExaBGP {self.name} answered {ack!r} to {command!r}; "
-                               f"log: {self.process.log_text(2000)}")
+                               f"log: {self._started().log_text(2000)}")
         return ack
 
     # -- what ExaBGP reported --------------------------------------------

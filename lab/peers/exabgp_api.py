@@ -44,7 +44,7 @@ def _lines(buffer: bytearray, data: bytes):
 def relay(command_fifo: str, events_path: str) -> None:
     # O_RDWR keeps the FIFO open with no writer present: no EOF between writers.
     fifo = os.open(command_fifo, os.O_RDWR | os.O_NONBLOCK)
-    stdin = sys.stdin.buffer.raw.fileno()
+    stdin = sys.stdin.fileno()  # the same descriptor as sys.stdin.buffer.raw
     sel = selectors.DefaultSelector()
     sel.register(fifo, selectors.EVENT_READ, "command")
     sel.register(stdin, selectors.EVENT_READ, "exabgp")

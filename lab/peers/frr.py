@@ -93,7 +93,7 @@ class FrrRouter:
 
     def _start_daemon(self, daemon: str, config_file: Path) -> None:
         log_file = self.dir / f"{daemon}.log"
-        argv = [FRR_SBIN / daemon, "-N", self.pathspace, "-F", self.profile, "-P", "0",
+        argv: list[str | os.PathLike[str]] = [FRR_SBIN / daemon, "-N", self.pathspace, "-F", self.profile, "-P", "0",
                 "-f", config_file, "--log", f"file:{log_file}", "--log-level", self.log_level]
         if daemon == "bgpd":
             if self.no_kernel:

@@ -19,7 +19,7 @@ from typing import Any, Iterable, Sequence
 
 from google.protobuf import any_pb2
 
-from l3fab.lab.netns import Lab, Namespace, wait_until
+from l3fab.lab.netns import Lab, Namespace, Process, wait_until
 
 try:
     import grpc
@@ -266,7 +266,7 @@ class GoBgp:
         self.rpc_timeout = rpc_timeout
         self.dir = lab.workdir / f"gobgp-{self.name}"
         self.socket = self.dir / "api.sock"
-        self.process = None
+        self.process: Process | None = None
         self.channel: grpc.Channel | None = None
         self.stub: api_grpc.GobgpApiStub | None = None
 
@@ -279,14 +279,14 @@ class GoBgp:
             raise FileNotFoundError("gobgpd is not installed (Debian package gobgpd)")
         self.dir.mkdir(parents=True, exist_ok=True)
         self.lab.on_teardown(f"gobgp {self.name}", self.stop)
-        self.process = self.lab.popen(self.ns, [
+        process = self.process = self.lab.popen(self.ns, [
             binary, f"--api-hosts=unix://{self.socket}", "--log-plain",
             f"--log-level={self.log_level}", "--pprof-disable"], name="gobgpd")
 
         def socket_ready() -> bool:
-            if not self.process.alive():
-                raise RuntimeError(f"gobgpd exited with {self.process.popen.returncode}: "
-                                   f"{self.process.log_text(2000)}")
+            if not process.alive():
+                raise RuntimeError(f"gobgpd exited with {process.popen.returncode}: "
+                                   f"{process.log_text(2000)}")
             return self.socket.exists()
 
         # Connect only once the socket exists: a failed first connect makes gRPC

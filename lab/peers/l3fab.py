@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from l3fab.lab.netns import Lab, Namespace, wait_until
+from l3fab.lab.netns import Lab, Namespace, Process, wait_until
 from l3fab.speaker.api import ApiClientError, call
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,7 +25,7 @@ class L3fabNode:
         self.config = {**config, "api-socket": self.socket}
         self.config_file = lab.workdir / f"{self.ns.name}-{name}.yaml"
         self.log_level = log_level
-        self.process = None
+        self.process: Process | None = None
 
     def start(self, timeout: float = 15.0) -> "L3fabNode":
         self.config_file.write_text(yaml.safe_dump(self.config, sort_keys=False))
