@@ -67,19 +67,19 @@ def run(n: int, n_seg6: int) -> tuple[str, list[str]]:
         lab.link("fib", "peer", DEV, "fibpeer")
         ns.add_address(DEV, "10.255.0.1/24")
         ns.add_address(DEV, "fc00:ffff::1/64")
-        for kind, table, seg6, n in (("plain", 100, False, n), ("seg6 encap.red", 101, True, n_seg6)):
-            add_s = _ip_batch(lab, ns, ip_batch(table, n, DEV, seg6=seg6))
-            _check(f"ip -batch {kind} add", _count(ns, table), n, problems)
-            del_s = _ip_batch(lab, ns, ip_batch(table, n, DEV, seg6=seg6, delete=True))
+        for kind, table, seg6, count in (("plain", 100, False, n), ("seg6 encap.red", 101, True, n_seg6)):
+            add_s = _ip_batch(lab, ns, ip_batch(table, count, DEV, seg6=seg6))
+            _check(f"ip -batch {kind} add", _count(ns, table), count, problems)
+            del_s = _ip_batch(lab, ns, ip_batch(table, count, DEV, seg6=seg6, delete=True))
             _check(f"ip -batch {kind} del", _count(ns, table), 0, problems)
-            rows.append(("ip -batch", kind, f"{n:,}", _rate(n, add_s), _rate(n, del_s)))
-            res = _worker(lab, ns, "seg6" if seg6 else "plain", n, table + 10)
-            _check(f"l3fab {kind} add", res["installed"], n, problems)
+            rows.append(("ip -batch", kind, f"{count:,}", _rate(count, add_s), _rate(count, del_s)))
+            res = _worker(lab, ns, "seg6" if seg6 else "plain", count, table + 10)
+            _check(f"l3fab {kind} add", res["installed"], count, problems)
             _check(f"l3fab {kind} del", res["left"], 0, problems)
             problems += [f"l3fab {kind}: {e}" for e in res["errors"]]
             rows.append(("l3fab Fib", kind + (f" ({res['retries']} retry rounds)"
                                                 if res["retries"] else ""),
-                         f"{n:,}", _rate(n, res["add_s"]), _rate(n, res["del_s"])))
+                         f"{count:,}", _rate(count, res["add_s"]), _rate(count, res["del_s"])))
         n = n_plain
         rec = _worker(lab, ns, "reconcile", n, 120)
         problems += [f"l3fab reconcile: {e}" for e in rec["errors"]]

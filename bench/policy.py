@@ -8,7 +8,6 @@ prefixes.  Prints a Markdown table; CPU seconds, best of three runs each.
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import time
 
 from l3fab.speaker.policy import EvalContext, PrefixEntry, PrefixList, parse_policy_config
@@ -82,7 +81,7 @@ def main() -> None:
         accepted = sum(r.accepted for r in results)
         modified = sum(r.path is not p for r, p in zip(results, paths))
         rows.append((f"3-term policy, {what}: {accepted:,} accepted, {modified:,} modified", args.paths,
-                     best_of(lambda: [policy.evaluate(p, ctx) for p in paths])))
+                     best_of(lambda paths=paths: [policy.evaluate(p, ctx) for p in paths])))
 
     prefixes = [p.prefix for p in paths]
     for size in (2, 1000):
@@ -91,11 +90,11 @@ def main() -> None:
         pl = PrefixList("bench", entries)
         nets = [(e.prefix.network, e.ge, e.le) for e in entries]
         rows.append((f"prefix-list of {size}, compiled", len(prefixes),
-                     best_of(lambda: [pl.matches(p) for p in prefixes])))
+                     best_of(lambda pl=pl: [pl.matches(p) for p in prefixes])))
         sample = prefixes[: max(1, len(prefixes) // (10 if size > 2 else 1))]
         assert [pl.matches(p) for p in sample] == [naive_matches(nets, p) for p in sample]
         rows.append((f"prefix-list of {size}, ipaddress scan", len(sample),
-                     best_of(lambda: [naive_matches(nets, p) for p in sample], runs=1)))
+                     best_of(lambda nets=nets, sample=sample: [naive_matches(nets, p) for p in sample], runs=1)))
 
     print("| what | items | seconds | µs/item |")
     print("|---|---:|---:|---:|")

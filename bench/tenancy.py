@@ -85,7 +85,8 @@ class Report:
                       "", convergence_table(self.convergence)]
         if self.scale is not None:
             s = self.scale
-            parts += ["", f"Scale: {s.routes:,} VPNv4 /32 routes of {TENANTS} tenants ({s.routes // TENANTS:,} a table), "
+            parts += ["", f"Scale: {s.routes:,} VPNv4 /32 routes of {TENANTS} tenants "
+                          f"({s.routes // TENANTS:,} a table), "
                           "every route with its own SID, into one host's kernel",
                       "", time_table(s), "", memory_table(s)]
         if self.scale_error:

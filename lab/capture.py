@@ -259,7 +259,8 @@ def capture_exabgp(lab, transport: Transport) -> tuple[list[bytes], str]:
     exa = ExaBgp(lab, b).start(peer_address=transport.l3fab, local_address=transport.peer,
                                local_as=PEER_AS, peer_as=L3FAB_AS, router_id="10.0.0.2")
     rec.wait_end_of_rib(set(FAMILIES.values()))
-    common = "community [65002:1 65535:666] large-community [65002:1:2] med 77 as-path [65010 4200000001] origin incomplete"
+    common = ("community [65002:1 65535:666] large-community [65002:1:2] med 77 as-path [65010 4200000001] "
+              "origin incomplete")
     other = "2001:db8::2" if transport.name == "ipv4" else "10.0.0.2"
     commands = [
         f"announce route 10.1.0.0/16 next-hop {transport.peer} {common}",
@@ -267,9 +268,12 @@ def capture_exabgp(lab, transport: Transport) -> tuple[list[bytes], str]:
         f"announce route 2001:db8:1::/48 next-hop 2001:db8::2 {common}",
         "announce route 10.2.0.0/24 rd 65002:7 label [100] next-hop 10.0.0.2 "
         "extended-community [target:65002:100 target:65002:200] community [65002:1] med 5",
-        "announce route 10.3.0.0/24 rd 10.0.0.2:8 label [101] next-hop 10.0.0.2 extended-community [target:10.0.0.2:100]",
-        "announce route 2001:db8:2::/48 rd 4200000001:9 label [102] next-hop 2001:db8::2 extended-community [target:65002:100]",
-        "announce route 2001:db8:3::/48 rd 65002:10 label [103] next-hop 2001:db8::2 extended-community [target:65002:100]",
+        "announce route 10.3.0.0/24 rd 10.0.0.2:8 label [101] next-hop 10.0.0.2 "
+        "extended-community [target:10.0.0.2:100]",
+        "announce route 2001:db8:2::/48 rd 4200000001:9 label [102] next-hop 2001:db8::2 "
+        "extended-community [target:65002:100]",
+        "announce route 2001:db8:3::/48 rd 65002:10 label [103] next-hop 2001:db8::2 "
+        "extended-community [target:65002:100]",
     ]
     for command in commands:
         exa.announce(command)
@@ -310,9 +314,10 @@ def capture(args: argparse.Namespace) -> int:
         header = [
             f"# Every message {who} sent to an l3fab Session",
             f"# (AS {L3FAB_AS}, passive, all four families, graceful restart) over a veth pair, one per line as hex.",
-            f"# {name.upper()} session ({transport.peer} -> {transport.l3fab}); recorded by `python -m l3fab.lab.capture "
-            f"{args.peer} --transport {name}`",
-            f"# ({time.strftime('%Y-%m')}): OPEN, KEEPALIVE, UPDATEs and End-of-RIB markers, withdrawals, then the peer",
+            f"# {name.upper()} session ({transport.peer} -> {transport.l3fab}); "
+            f"recorded by `python -m l3fab.lab.capture {args.peer} --transport {name}`",
+            f"# ({time.strftime('%Y-%m')}): OPEN, KEEPALIVE, UPDATEs and End-of-RIB markers, "
+            "withdrawals, then the peer",
             f"# {ending}.",
         ]
         path.write_text("\n".join(header + [m.hex() for m in messages]) + "\n")

@@ -432,7 +432,8 @@ def _node_facts(name: str, m: dict, tenants: dict[str, int]) -> dict:
         if "ipv6" in labels:
             f["ipv6"] = _host_address(f"{where}.{LABEL}ipv6", labels["ipv6"], 6)
         if f["ipv4"] is None and f["ipv6"] is None:
-            raise TopologyError(f"{where}.{LABEL}ipv4", None, "is required (or l3fab.ipv6): an endpoint needs an address")
+            raise TopologyError(f"{where}.{LABEL}ipv4", None,
+                                "is required (or l3fab.ipv6): an endpoint needs an address")
     return f
 
 
@@ -498,7 +499,7 @@ def _check_unique(facts: dict) -> None:
             seen[v] = n
     nets = [(ipaddress.IPv6Network(f["locator"]), n, f) for n, f in facts.items() if f["locator"]]
     nets += [(ipaddress.IPv6Network(f["loopback"]), n, f) for n, f in facts.items() if f["loopback"]]
-    for i, (net, n, f) in enumerate(nets):
+    for i, (net, _n, f) in enumerate(nets):
         for other, on, _ in nets[:i]:
             if net.overlaps(other):
                 what = "locator" if f["locator"] == str(net) else "loopback"
@@ -511,17 +512,18 @@ def _check_unique(facts: dict) -> None:
                                     f"is already used by {asns[f['asn']]} (RFC 7938: one ASN per leaf and per host)")
             asns[f["asn"]] = n
     spine_asns = {f["asn"] for f in facts.values() if f["role"] == "spine"}
-    for n, f in facts.items():
+    for _n, f in facts.items():
         if f["role"] in ("leaf", "host") and f["asn"] in spine_asns:
             raise TopologyError(f"{f['where']}.labels.{LABEL}asn", f["asn"], "is the spines' ASN")
 
 
 def _check_spines_share_asn(facts: dict) -> None:
     spines = [(n, f) for n, f in facts.items() if f["role"] == "spine"]
-    for n, f in spines[1:]:
+    for _n, f in spines[1:]:
         if f["asn"] != spines[0][1]["asn"]:
             raise TopologyError(f"{f['where']}.labels.{LABEL}asn", f["asn"],
-                                f"differs from {spines[0][0]}'s {spines[0][1]['asn']} (RFC 7938: all spines share one ASN)")
+                                f"differs from {spines[0][0]}'s {spines[0][1]['asn']} "
+                                "(RFC 7938: all spines share one ASN)")
 
 
 def _check_wiring(name: str, f: dict, adj: list[Adjacency]) -> None:
@@ -533,13 +535,15 @@ def _check_wiring(name: str, f: dict, adj: list[Adjacency]) -> None:
     peers = [a.peer for a in adj]
     for p in peers:
         if peers.count(p) > 1:
-            raise TopologyError(where, name, f"has {peers.count(p)} links to {p}; one session per neighbour is expected")
+            raise TopologyError(where, name,
+                                f"has {peers.count(p)} links to {p}; one session per neighbour is expected")
 
 
 def _endpoint(name: str, f: dict, links: list[Link], facts: dict, tenants: dict[str, int]) -> Endpoint:
     mine = [lk for lk in links if name in (lk.a.node, lk.b.node)]
     if len(mine) != 1:
-        raise TopologyError(f["where"], name, f"is an endpoint with {len(mine)} links; it needs exactly one, to its host")
+        raise TopologyError(f["where"], name,
+                            f"is an endpoint with {len(mine)} links; it needs exactly one, to its host")
     link = mine[0]
     host_port = link.other(name)
     port = link.a if link.a.node == name else link.b

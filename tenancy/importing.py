@@ -85,11 +85,13 @@ class ImportPolicy:
         if nh in self.locator:
             owner = self._sids.get(nh)
             if owner is None:
-                return ImportDecision((), f"next hop {nh} is inside this host's locator {self.locator} but no local SID")
+                return ImportDecision((),
+                                      f"next hop {nh} is inside this host's locator {self.locator} but no local SID")
             return ImportDecision((), f"own route: next hop {nh} is the SID of local endpoint {owner!r}")
         parsed_rd = _as_rd(rd)
         if parsed_rd is not None and parsed_rd in self._own_rds:
-            return ImportDecision((), f"own route: RD {parsed_rd} is tenant {self._own_rds[parsed_rd]!r}'s on this host")
+            return ImportDecision((),
+                                  f"own route: RD {parsed_rd} is tenant {self._own_rds[parsed_rd]!r}'s on this host")
         vrfs: set[str] = set()
         for rt in route_targets:
             c = _as_rt(rt)

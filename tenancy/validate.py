@@ -146,9 +146,11 @@ def check_tenant(state: State, spec: TenantSpec) -> None:
 
 def _check_families(tenant: TenantSpec, e: EndpointSpec) -> None:
     if e.ipv4 is not None and not tenant.ipv4:
-        raise IntentError(f"endpoints[{e.name}].ipv4", e.ipv4, f"is not allowed: tenant {tenant.name!r} is {tenant.families}")
+        raise IntentError(f"endpoints[{e.name}].ipv4", e.ipv4,
+                          f"is not allowed: tenant {tenant.name!r} is {tenant.families}")
     if e.ipv6 is not None and not tenant.ipv6:
-        raise IntentError(f"endpoints[{e.name}].ipv6", e.ipv6, f"is not allowed: tenant {tenant.name!r} is {tenant.families}")
+        raise IntentError(f"endpoints[{e.name}].ipv6", e.ipv6,
+                          f"is not allowed: tenant {tenant.name!r} is {tenant.families}")
 
 
 def check_endpoint(state: State, spec: EndpointSpec, interface_exists: InterfaceExists | None = None) -> None:
@@ -219,7 +221,8 @@ def check_state(state: State, node: NodeSettings) -> None:
             if idx is None:
                 continue
             if not SID_FIRST_INDEX <= idx <= node.max_sid_index:
-                raise IntentError(f"endpoints[{e.name}].{fam}", idx, f"is not a SID index inside locator {node.locator}")
+                raise IntentError(f"endpoints[{e.name}].{fam}", idx,
+                                  f"is not a SID index inside locator {node.locator}")
             if idx in sids:
                 raise IntentError(f"endpoints[{e.name}].{fam}", idx, f"is also a SID of endpoint {sids[idx]!r}")
             sids[idx] = e.name

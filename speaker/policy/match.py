@@ -88,8 +88,8 @@ def ext_communities_of(path: Path) -> tuple[ExtCommunity, ...]:
     return path.ext_communities
 
 
-_ANY_OF_KEYS: dict[Callable[[Path], tuple[object, ...]], str] = {communities_of: "community", large_communities_of: "large-community",
-                ext_communities_of: "route-target"}
+_ANY_OF_KEYS: dict[Callable[[Path], tuple[object, ...]], str] = {
+    communities_of: "community", large_communities_of: "large-community", ext_communities_of: "route-target"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -181,7 +181,8 @@ class Session:
     def stop(self, notification: Notification | None = None, restart: bool = False) -> list[SessionOutput]:
         """ManualStop: send a Cease (administrative shutdown unless given) and go Idle."""
         n = notification or Notification.shutdown()
-        self._fail(f"stopped: {n.describe()}", n if self.state in (State.OPENSENT, State.OPENCONFIRM, State.ESTABLISHED) else None, restart)
+        notify = n if self.state in (State.OPENSENT, State.OPENCONFIRM, State.ESTABLISHED) else None
+        self._fail(f"stopped: {n.describe()}", notify, restart)
         if not restart:
             self._emit(StopTimer(Timer.IDLE_HOLD))
         return self._take()
@@ -377,7 +378,8 @@ class Session:
 
     def collision_close(self) -> list[SessionOutput]:
         """Close this connection with Cease / Connection Collision Resolution."""
-        self._fail("connection collision", Notification(ErrorCode.CEASE, CeaseSubcode.CONNECTION_COLLISION), restart=False)
+        self._fail("connection collision", Notification(ErrorCode.CEASE, CeaseSubcode.CONNECTION_COLLISION),
+                   restart=False)
         return self._take()
 
 

@@ -65,7 +65,8 @@ def decode_open(body: bytes) -> Open:
     version, my_as, hold, rid, optlen = struct.unpack("!BHH4sB", body[:10])
     if version != BGP_VERSION:
         # RFC 4271 section 6.2: data is the largest version we support
-        raise OpenMessageError(OpenSubcode.UNSUPPORTED_VERSION, struct.pack("!H", BGP_VERSION), f"BGP version {version}")
+        raise OpenMessageError(OpenSubcode.UNSUPPORTED_VERSION, struct.pack("!H", BGP_VERSION),
+                               f"BGP version {version}")
     pos = 10
     extended = False
     if optlen == 255 and len(body) >= 11 and body[10] == PARAM_EXTENDED:

@@ -294,7 +294,8 @@ def _decode_attribute(flags: int, code: int, value: bytes, ctx: CodecContext) ->
         _fixed_len(value, 4, "NEXT_HOP", TREAT_AS_WITHDRAW)
         addr = ipaddress.IPv4Address(value)
         if addr.is_unspecified or addr.is_multicast or int(addr) == 0xFFFFFFFF:
-            raise _Malformed(TREAT_AS_WITHDRAW, UpdateSubcode.INVALID_NEXT_HOP, f"NEXT_HOP {addr} is not a unicast address")
+            raise _Malformed(TREAT_AS_WITHDRAW, UpdateSubcode.INVALID_NEXT_HOP,
+                             f"NEXT_HOP {addr} is not a unicast address")
         return NextHop(str(addr))
     if code == AttrType.MULTI_EXIT_DISC:
         _fixed_len(value, 4, "MULTI_EXIT_DISC", TREAT_AS_WITHDRAW)
@@ -355,7 +356,8 @@ def _decode_mp_reach(value: bytes, ctx: CodecContext) -> MpReachNlri | UnknownAt
     family = _family(value, "MP_REACH_NLRI")
     nhlen = value[3]
     if 4 + nhlen + 1 > len(value):
-        raise _Malformed(_RESET, UpdateSubcode.OPTIONAL_ATTRIBUTE_ERROR, f"MP_REACH_NLRI next-hop length {nhlen} overruns")
+        raise _Malformed(_RESET, UpdateSubcode.OPTIONAL_ATTRIBUTE_ERROR,
+                         f"MP_REACH_NLRI next-hop length {nhlen} overruns")
     if family not in SUPPORTED_FAMILIES:
         return UnknownAttribute(OPT_NONTRANS, AttrType.MP_REACH_NLRI, bytes(value))
     nh = decode_mp_next_hop(family, value[4 : 4 + nhlen])
@@ -382,7 +384,8 @@ def _merge_as4(attrs: dict[int, PathAttribute], faults: list[Fault], ctx: CodecC
     as4_agg = attrs.pop(AttrType.AS4_AGGREGATOR, None)
     if ctx.four_octet_as:
         if as4_path is not None or as4_agg is not None:
-            faults.append(Fault(ATTRIBUTE_DISCARD, AttrType.AS4_PATH, 0, "AS4_PATH/AS4_AGGREGATOR on a 4-octet session"))
+            faults.append(Fault(ATTRIBUTE_DISCARD, AttrType.AS4_PATH, 0,
+                                "AS4_PATH/AS4_AGGREGATOR on a 4-octet session"))
         return
     agg = attrs.get(AttrType.AGGREGATOR)
     if isinstance(as4_agg, As4Aggregator):  # the only type decoded for AS4_AGGREGATOR
@@ -415,7 +418,8 @@ def _merge_as4(attrs: dict[int, PathAttribute], faults: list[Fault], ctx: CodecC
     # join adjacent sequences
     joined: list[AsSegment] = []
     for seg in merged:
-        if joined and seg.type == AS_SEQUENCE and joined[-1].type == AS_SEQUENCE and len(joined[-1].asns) + len(seg.asns) <= 255:
+        if (joined and seg.type == AS_SEQUENCE and joined[-1].type == AS_SEQUENCE
+                and len(joined[-1].asns) + len(seg.asns) <= 255):
             joined[-1] = AsSegment(AS_SEQUENCE, joined[-1].asns + seg.asns)
         else:
             joined.append(seg)
@@ -433,12 +437,14 @@ def decode_update(body: bytes, ctx: CodecContext = DEFAULT_CONTEXT) -> Update:
         raise UpdateMessageError(UpdateSubcode.MALFORMED_ATTRIBUTE_LIST, b"", "UPDATE shorter than 4 octets")
     wlen = (body[0] << 8) | body[1]
     if 2 + wlen + 2 > n:
-        raise UpdateMessageError(UpdateSubcode.MALFORMED_ATTRIBUTE_LIST, b"", f"withdrawn routes length {wlen} overruns the message")
+        raise UpdateMessageError(UpdateSubcode.MALFORMED_ATTRIBUTE_LIST, b"",
+                                 f"withdrawn routes length {wlen} overruns the message")
     alen = (body[2 + wlen] << 8) | body[3 + wlen]
     astart = 4 + wlen
     aend = astart + alen
     if aend > n:
-        raise UpdateMessageError(UpdateSubcode.MALFORMED_ATTRIBUTE_LIST, b"", f"total path attribute length {alen} overruns the message")
+        raise UpdateMessageError(UpdateSubcode.MALFORMED_ATTRIBUTE_LIST, b"",
+                                 f"total path attribute length {alen} overruns the message")
     ipv4_addpath = IPV4_UNICAST in ctx.addpath_receive
     withdrawn = decode_prefixes(1, body[2 : 2 + wlen], ipv4_addpath)
     nlri = decode_prefixes(1, body[aend:], ipv4_addpath)
@@ -454,14 +460,16 @@ def decode_update(body: bytes, ctx: CodecContext = DEFAULT_CONTEXT) -> Update:
         # RFC 7606 section 4: too few octets for an attribute header, or a length that
         # overruns: treat-as-withdraw, relying on the total length to find the NLRI.
         if aend - i < 3:
-            faults.append(Fault(TREAT_AS_WITHDRAW, None, UpdateSubcode.ATTRIBUTE_LENGTH_ERROR, "trailing octets too short for an attribute"))
+            faults.append(Fault(TREAT_AS_WITHDRAW, None, UpdateSubcode.ATTRIBUTE_LENGTH_ERROR,
+                                "trailing octets too short for an attribute"))
             worst = max(worst, 2)
             walk_stopped = True
             break
         flags, code = body[i], body[i + 1]
         if flags & AttrFlag.EXTENDED_LENGTH:
             if aend - i < 4:
-                faults.append(Fault(TREAT_AS_WITHDRAW, code, UpdateSubcode.ATTRIBUTE_LENGTH_ERROR, "extended-length header truncated"))
+                faults.append(Fault(TREAT_AS_WITHDRAW, code, UpdateSubcode.ATTRIBUTE_LENGTH_ERROR,
+                                    "extended-length header truncated"))
                 worst = max(worst, 2)
                 walk_stopped = True
                 break
@@ -475,7 +483,8 @@ def decode_update(body: bytes, ctx: CodecContext = DEFAULT_CONTEXT) -> Update:
             if code in (AttrType.MP_REACH_NLRI, AttrType.MP_UNREACH_NLRI):
                 raise UpdateMessageError(UpdateSubcode.ATTRIBUTE_LENGTH_ERROR, bytes(body[i:aend]),
                                          f"attribute {code} length {vlen} overruns the attributes")
-            faults.append(Fault(TREAT_AS_WITHDRAW, code, UpdateSubcode.ATTRIBUTE_LENGTH_ERROR, f"length {vlen} overruns the attributes"))
+            faults.append(Fault(TREAT_AS_WITHDRAW, code, UpdateSubcode.ATTRIBUTE_LENGTH_ERROR,
+                                f"length {vlen} overruns the attributes"))
             worst = max(worst, 2)
             walk_stopped = True
             break
@@ -510,7 +519,8 @@ def decode_update(body: bytes, ctx: CodecContext = DEFAULT_CONTEXT) -> Update:
             if (flags & (AttrFlag.OPTIONAL | AttrFlag.TRANSITIVE)) != expected_flags or (
                 flags & AttrFlag.PARTIAL and not expected_flags & AttrFlag.OPTIONAL
             ):
-                raise _Malformed(action, UpdateSubcode.ATTRIBUTE_FLAGS_ERROR, f"flags 0x{flags:02x} conflict with the attribute type")
+                raise _Malformed(action, UpdateSubcode.ATTRIBUTE_FLAGS_ERROR,
+                                 f"flags 0x{flags:02x} conflict with the attribute type")
             attr = _decode_attribute(flags, code, value, ctx)
         except _Malformed as m:
             if m.action == _RESET:
@@ -594,7 +604,8 @@ def pack_withdrawals(family: Family, nlri: Sequence[Nlri], ctx: CodecContext = D
     head = struct.pack("!HB", family.afi, family.safi)
     room = ctx.max_message - HEADER_LEN - 4 - 4 - len(head)
     for chunk in _chunks(encoded, room):
-        out.append(build_update(b"", pack_tlv(OPT_NONTRANS, AttrType.MP_UNREACH_NLRI, head + chunk), b"", ctx.max_message))
+        out.append(build_update(b"", pack_tlv(OPT_NONTRANS, AttrType.MP_UNREACH_NLRI, head + chunk), b"",
+                                ctx.max_message))
     return out
 
 
