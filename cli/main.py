@@ -16,7 +16,7 @@ from l3fab.speaker.api import ApiClientError, call, serve
 from l3fab.speaker.config import DEFAULT_API_SOCKET
 from l3fab.speaker.errors import ConfigError
 
-from .daemon import AppConfig, Daemon, load_app_config
+from .app.daemon import AppConfig, Daemon, load_app_config
 
 from .output import console, emit_json, fail, neighbors_table, routes_table
 

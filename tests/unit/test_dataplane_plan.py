@@ -8,7 +8,7 @@ from l3fab.dataplane.plan import MAIN, build, remote_route
 from l3fab.fib.model import RouteKind
 from l3fab.speaker.table.path import Path, Source
 from l3fab.speaker.table.rib import Destination
-from l3fab.tenancy.vrf_import import VrfImporter
+from l3fab.cli.app.vrf_import import VrfImporter
 from l3fab.speaker.wire.attributes import ExtendedCommunities, MpNextHop
 from l3fab.speaker.wire.constants import VPNV4
 from l3fab.speaker.wire.extcommunity import route_target
@@ -152,7 +152,7 @@ def test_remote_routes_are_programmed_in_chunks_by_the_kernel_worker(tmp_path):
 
     from l3fab.fib.worker import KernelWorker
     from l3fab.speaker.wire.constants import VPNV4
-    from l3fab.tenancy.plane import TenantPlane
+    from l3fab.cli.app.tenant_plane import TenantPlane
 
     it = new_intent(tmp_path)
     it.create_tenant("A", vni=100)

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from l3fab.cli.render import app as render_app
 from l3fab.lab import render
 from l3fab.lab.topology import DEFAULT_LAB, TopologyError, load, parse
-from l3fab.cli.daemon import load_app_config
+from l3fab.cli.app.daemon import load_app_config
 from l3fab.speaker.config import load_config
 
 REPO = Path(__file__).resolve().parents[2]

@@ -15,7 +15,7 @@ from typing import Any
 from l3fab.speaker.api import Handler, Params
 from l3fab.speaker.server import Speaker
 
-from .plane import TenantPlane
+from .tenant_plane import TenantPlane
 
 ORIGIN_GROUP = "tenancy"
 

@@ -20,7 +20,7 @@ from l3fab.speaker.table.path import Path
 from l3fab.speaker.table.rib import Destination
 from l3fab.speaker.wire.attributes import ExtendedCommunities
 
-from .importing import ImportPolicy
+from l3fab.tenancy.importing import ImportPolicy
 
 
 class VrfImporter:

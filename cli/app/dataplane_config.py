@@ -11,7 +11,7 @@ from typing import Any
 from l3fab.speaker.errors import ConfigError
 from l3fab.speaker.fields import boolean, check_keys, integer, number
 
-from .intent import DataplaneSettings
+from l3fab.dataplane.intent import DataplaneSettings
 
 KEYS = {"enabled", "tunnel-source", "underlay-prefixes", "endpoint-mtu", "nftables", "rate-limits",
         "reconcile-interval"}

@@ -28,8 +28,8 @@ from l3fab.fib.worker import KernelWorker
 from l3fab.speaker.consumer import RibReader
 from l3fab.speaker.table.rib import Destination
 from l3fab.speaker.wire.constants import VPNV4, VPNV6, Family
+from l3fab.tenancy.intent import Intent
 
-from .intent import Intent
 from .vrf_import import VrfImporter
 
 log = logging.getLogger("l3fab.tenants")

@@ -18,15 +18,15 @@ import socket
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from l3fab.fib.controller import Fib, FibResult
+from l3fab.fib.model import FibNextHop, FibRoute
+from l3fab.fib.worker import KernelWorker
 from l3fab.speaker.config import FibConfig
 from l3fab.speaker.consumer import RibReader
 from l3fab.speaker.table.path import Path
 from l3fab.speaker.table.rib import Destination
 from l3fab.speaker.wire.constants import IPV4_UNICAST, IPV6_UNICAST, Family
 
-from .controller import Fib, FibResult
-from .model import FibNextHop, FibRoute
-from .worker import KernelWorker
 
 log = logging.getLogger("l3fab.fib")
 UNICAST = (IPV4_UNICAST, IPV6_UNICAST)

@@ -16,10 +16,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from l3fab.dataplane.config import parse_dataplane
 from l3fab.dataplane.intent import DataplaneSettings
 from l3fab.dataplane.linux import LinuxDataplane
-from l3fab.fib.feed import FibFeed
 from l3fab.fib.worker import KernelWorker
 from l3fab.speaker.api import Api, Handler, Params, serve
 from l3fab.speaker.config import NodeConfig, parse_config, read_yaml
@@ -30,10 +28,13 @@ from l3fab.speaker.policy.roles import host_export_config
 from l3fab.speaker.server import Speaker
 from l3fab.speaker.wire.constants import VPNV4, VPNV6
 from l3fab.speaker.wire.nlri import VpnPrefix
-from l3fab.tenancy.api import ORIGIN_GROUP, tenancy_handlers
 from l3fab.tenancy.config import TenancyConfig, parse_tenancy
 from l3fab.tenancy.intent import Intent
-from l3fab.tenancy.plane import TenantPlane
+
+from .dataplane_config import parse_dataplane
+from .fib_feed import FibFeed
+from .tenancy_api import ORIGIN_GROUP, tenancy_handlers
+from .tenant_plane import TenantPlane
 
 log = logging.getLogger("l3fab")
 SECTIONS = frozenset({"tenancy", "dataplane"})
