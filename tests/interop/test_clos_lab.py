@@ -211,7 +211,8 @@ def test_every_session_established_with_the_rendered_configs(frr_lab):
         cmdline = Path(f"/proc/{p.pid}/cmdline").read_text().split("\0")
         assert cmdline[:len(p.argv)] == p.argv and labstate.is_ours(p), (p, cmdline)
     # FRR runs exactly what `l3fab render frr` prints
-    printed = subprocess.run([sys.executable, "-m", "l3fab.cli.main", "render", "frr", "--role", "leaf", "--node", "leaf1"],
+    printed = subprocess.run([sys.executable, "-m", "l3fab.cli.main", "render", "frr", "--role", "leaf", "--node",
+                              "leaf1"],
                              capture_output=True, text=True, cwd=REPO, check=True).stdout
     assert (Path(state.workdir) / "leaf1" / "frr.conf").read_text() == printed
     for n in FABRIC:

@@ -79,7 +79,8 @@ def test_vpn_transit_keeps_sid_rd_rt_label_and_follows_the_underlay(lab):
     v4 = wait_until(lambda: at_far_edge("vpnv4").get("192.168.10.5/32"), 30, what="VPNv4 route at the far edge")
     v6 = wait_until(lambda: at_far_edge("vpnv6").get("fd00:10::5/128"), 30, what="VPNv6 route at the far edge")
     for p in (v4, v6):
-        assert (p["nexthop"], p["rd"], p["labels"], p["route_targets"]) == (sid, "10.254.0.1:100", [100], ["65000:100"]), p
+        assert (p["nexthop"], p["rd"], p["labels"], p["route_targets"]) == (sid, "10.254.0.1:100", [100],
+                                                                            ["65000:100"]), p
         assert p["as_path"] == [65102, 65000, 65101, 65201], p
     # the spines are pure transit: they hold the VPN routes as valid best paths
     spine_view = f.node("spine1").l3fab.api("rib", family="vpnv4")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from l3fab.lab.netns import wait_until
+from l3fab.lab.netns import WaitTimeout, wait_until
 from l3fab.lab.peers.frr import FrrRouter
 from l3fab.lab.peers.l3fab import L3fabNode
 
@@ -338,7 +338,7 @@ def test_tcp_md5_and_gtsm_with_frr(lab, passive):
         # tried with l3fab connecting: with l3fab passive, FRR's own SYN retransmissions
         # towards the wrong listener would delay the right session by tens of seconds.)
         wrong = node("not-the-key", "wrong")
-        with pytest.raises(Exception):
+        with pytest.raises(WaitTimeout):
             wait_until(lambda: wrong.established("frr"), 6, what="session with a wrong MD5 key")
         assert frr.bgp_neighbors()["2001:db8:12::1"]["bgpState"] != "Established"
         wrong.stop()

@@ -78,12 +78,15 @@ def test_gobgp_paths_both_ways(lab):
         return {p["prefix"]: p for p in gobgp.list_path(fam) if not p["local"]}
 
     p4 = wait_until(lambda: learned("ipv4").get("10.40.0.1/32"), 20, what="l3fab IPv4 route in GoBGP")
-    assert (p4["nexthop"], p4["as_path"], p4["med"], p4["communities"]) == ("2001:db8:12::1", [65001], 5, ["65001:1"]), p4
+    assert (p4["nexthop"], p4["as_path"], p4["med"], p4["communities"]) == ("2001:db8:12::1", [65001], 5,
+                                                                            ["65001:1"]), p4
     assert wait_until(lambda: learned("ipv6").get("2001:db8:40::/64"), 20, what="l3fab IPv6 route in GoBGP")
     pv4 = wait_until(lambda: learned("vpnv4").get("10.50.0.1/32"), 20, what="l3fab VPNv4 route in GoBGP")
-    assert (pv4["rd"], pv4["labels"], pv4["nexthop"], pv4["route_targets"]) == ("10.0.0.1:9", [509], "2001:db8:99::1", ["65000:9"]), pv4
+    assert (pv4["rd"], pv4["labels"], pv4["nexthop"], pv4["route_targets"]) == ("10.0.0.1:9", [509], "2001:db8:99::1",
+                                                                                ["65000:9"]), pv4
     pv6 = wait_until(lambda: learned("vpnv6").get("2001:db8:50::1/128"), 20, what="l3fab VPNv6 route in GoBGP")
-    assert (pv6["rd"], pv6["labels"], pv6["nexthop"], pv6["route_targets"]) == ("65001:9", [510], "2001:db8:99::1", ["65000:9"]), pv6
+    assert (pv6["rd"], pv6["labels"], pv6["nexthop"], pv6["route_targets"]) == ("65001:9", [510], "2001:db8:99::1",
+                                                                                ["65000:9"]), pv6
 
     node.withdraw({"prefix": "10.50.0.1/32", "rd": "10.0.0.1:9"})
     wait_until(lambda: "10.50.0.1/32" not in learned("vpnv4"), 20, what="VPNv4 withdrawal in GoBGP")

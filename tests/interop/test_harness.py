@@ -17,7 +17,6 @@ after a failure) and the harnesses' translations to plain data.
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 from typing import Any

@@ -33,9 +33,9 @@ class Daemon:
             try:
                 self.status = call(self.socket, "status", timeout=2)
                 break
-            except ApiClientError:
+            except ApiClientError as e:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"l3fab did not start: {self.log.read_text()[-3000:]}")
+                    raise RuntimeError(f"l3fab did not start: {self.log.read_text()[-3000:]}") from e
                 time.sleep(0.05)
 
     def api(self, method: str, **params):

@@ -42,7 +42,8 @@ def test_show_announce_withdraw_and_errors(daemon_factory):
     assert cli(d, "announce", "10.9.0.1/32", "--rd", "65001:10", "--rt", "65000:10", "--label", "100",
                "--next-hop", "2001:db8::5").returncode == 0
     local = json.loads(cli(d, "show", "rib", "local", "--json").stdout)
-    assert local[0]["rd"] == "65001:10" and local[0]["labels"] == [100] and local[0]["ext_communities"] == ["target:65000:10"]
+    assert (local[0]["rd"] == "65001:10" and local[0]["labels"] == [100]
+            and local[0]["ext_communities"] == ["target:65000:10"])
     r = cli(d, "show", "rib", "local")
     assert "10.9.0.1/32" in r.stdout and "65001:10" in r.stdout
     loc = json.loads(cli(d, "show", "rib", "--family", "vpnv4", "--json").stdout)

@@ -65,9 +65,11 @@ def test_tenant_and_endpoint_lifecycle(daemon_factory, tmp_path):
     before = state.read_bytes()
     for args, needle in ((["endpoint", "add", "vm2", "--tenant", "blue", "--interface", "lo", "--ipv4", "192.168.1.6"],
                           "'lo' is already used by endpoint 'vm1'"),
-                         (["endpoint", "add", "vm3", "--tenant", "red", "--interface", "lo", "--ipv4", "10.0.0.1"], "red"),
+                         (["endpoint", "add", "vm3", "--tenant", "red", "--interface", "lo", "--ipv4", "10.0.0.1"],
+                          "red"),
                          (["tenant", "create", "blue2", "--vni", "100"], "100"),
-                         (["endpoint", "add", "vm4", "--tenant", "blue", "--interface", "no-such-if0", "--ipv4", "192.168.1.9"],
+                         (["endpoint", "add", "vm4", "--tenant", "blue", "--interface", "no-such-if0", "--ipv4",
+                           "192.168.1.9"],
                           "no-such-if0")):
         r = cli(d, *args)
         lines = [x for x in r.stderr.splitlines() if x.strip()]

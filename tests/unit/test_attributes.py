@@ -213,7 +213,8 @@ def test_vpn_48_octet_next_hop_with_nonzero_rds_decodes():
     # FRR sends RD + global + RD + link-local; the RDs of a next hop are ignored.
     nh = rd0(1, 1) + ip(V6) + rd0(1, 1) + ip(LL)
     v = VpnPrefix(RouteDistinguisher(0, 1, 1), Prefix.parse("2001:db8::/32"), (5,))
-    u = _decode(update(attrs=mp_reach(2, 128, nh, vpn_prefix(rd0(1, 1), "2001:db8::/32", (5,))) + ORIGIN_IGP + AS_PATH_65001))
+    u = _decode(update(attrs=mp_reach(2, 128, nh,
+                                      vpn_prefix(rd0(1, 1), "2001:db8::/32", (5,))) + ORIGIN_IGP + AS_PATH_65001))
     assert u.get(MpReachNlri) == MpReachNlri(VPNV6, MpNextHop(V6, LL), (v,))
 
 
@@ -388,7 +389,8 @@ def test_as_path_of_more_than_255_asns_is_split_into_segments():
     path = AsPath.sequence(*range(1, 301))
     value = path.value(CodecContext())
     assert value[:2] == bytes((2, 255)) and value[2 + 255 * 4 : 2 + 255 * 4 + 2] == bytes((2, 45))
-    back = _decode(Update(attributes=(Origin(0), path, NextHop("10.0.0.1")), nlri=(Prefix.parse("10.0.0.0/8"),)).encode())
+    back = _decode(Update(attributes=(Origin(0), path, NextHop("10.0.0.1")),
+                          nlri=(Prefix.parse("10.0.0.0/8"),)).encode())
     assert back.get(AsPath).asns() == list(range(1, 301))
 
 
@@ -405,7 +407,8 @@ def test_unknown_optional_transitive_attribute_is_kept_and_passed_on_with_partia
     assert passed.attr_flags == OPT_TRANS | PARTIAL
     assert passed.pack(CodecContext()) == attr(OPT_TRANS | PARTIAL, 99, b"\x01\x02\x03")
     # and it survives a re-encode of the whole update
-    assert u.encode() == update(attrs=ORIGIN_IGP + AS_PATH_65001 + next_hop("10.0.0.1") + raw, nlri=prefix("10.0.0.0/8"))
+    assert u.encode() == update(attrs=ORIGIN_IGP + AS_PATH_65001 + next_hop("10.0.0.1") + raw,
+                                nlri=prefix("10.0.0.0/8"))
 
 
 def test_unknown_optional_non_transitive_attribute_is_dropped():
@@ -509,7 +512,9 @@ def test_malformed_as4_aggregator_is_discarded():
 
 
 def test_encoding_four_octet_asns_on_a_two_octet_session():
-    u = Update(attributes=(Origin(0), AsPath((AsSegment(AS_CONFED_SEQUENCE, (65100,)), AsSegment(AS_SEQUENCE, (4200000001, 65002)))),
+    u = Update(attributes=(Origin(0),
+                           AsPath((AsSegment(AS_CONFED_SEQUENCE, (65100,)),
+                                   AsSegment(AS_SEQUENCE, (4200000001, 65002)))),
                            NextHop("10.0.0.1"), Aggregator(4200000001, "10.0.0.9")),
                nlri=(Prefix.parse("10.0.0.0/8"),))
     wire = u.encode(TWO)
@@ -539,13 +544,15 @@ def test_as4_attributes_are_not_sent_on_a_four_octet_session():
 def test_reachable_and_unreachable_groups():
     p4, p6 = Prefix.parse("10.0.0.0/8"), Prefix.parse("2001:db8::/32")
     w4, w6 = Prefix.parse("10.1.0.0/16"), Prefix.parse("2001:db8:1::/48")
-    u = Update(withdrawn=(w4,), attributes=(MpReachNlri(IPV6_UNICAST, MpNextHop(V6), (p6,)), MpUnreachNlri(IPV6_UNICAST, (w6,)),
+    u = Update(withdrawn=(w4,),
+               attributes=(MpReachNlri(IPV6_UNICAST, MpNextHop(V6), (p6,)), MpUnreachNlri(IPV6_UNICAST, (w6,)),
                                             Origin(0), AsPath(), NextHop("10.0.0.1")), nlri=(p4,))
     assert u.reachable() == [(IPV4_UNICAST, MpNextHop("10.0.0.1"), (p4,)), (IPV6_UNICAST, MpNextHop(V6), (p6,))]
     assert u.unreachable() == [(IPV4_UNICAST, (w4,)), (IPV6_UNICAST, (w6,))]
     taw = Update(u.withdrawn, u.attributes, u.nlri, treat_as_withdraw=True)
     assert taw.reachable() == []
-    assert taw.unreachable() == [(IPV4_UNICAST, (w4,)), (IPV6_UNICAST, (w6,)), (IPV4_UNICAST, (p4,)), (IPV6_UNICAST, (p6,))]
+    assert taw.unreachable() == [(IPV4_UNICAST, (w4,)), (IPV6_UNICAST, (w6,)), (IPV4_UNICAST, (p4,)),
+                                 (IPV6_UNICAST, (p6,))]
     assert u.path_attributes() == (Origin(0), AsPath(), NextHop("10.0.0.1"))
 
 

@@ -44,7 +44,7 @@ from exabgp.bgp.message.update.attribute.community.large.community import LargeC
 from exabgp.bgp.message.update.eor import EOR  # noqa: E402
 from exabgp.bgp.message.update.nlri import INET, IPVPN  # noqa: E402
 from exabgp.bgp.message.update.nlri.cidr import CIDR  # noqa: E402
-from exabgp.bgp.message.update.nlri.qualifier import Labels, PathInfo  # noqa: E402
+from exabgp.bgp.message.update.nlri.qualifier import Labels  # noqa: E402
 from exabgp.bgp.message.update.nlri.qualifier import RouteDistinguisher as XRD  # noqa: E402
 from exabgp.bgp.neighbor import Neighbor  # noqa: E402
 from exabgp.logger import log as exa_log  # noqa: E402
@@ -104,7 +104,8 @@ def negotiated(asn4: bool = True, ibgp: bool = True, addpath: bool = False) -> N
         c[Capability.CODE.MULTIPROTOCOL] = mp
         if asn4:
             c[Capability.CODE.FOUR_BYTES_ASN] = ASN4(asn)
-        c[Capability.CODE.NEXTHOP] = XNextHopCap([(AFI.ipv4, SAFI.unicast, AFI.ipv6), (AFI.ipv4, SAFI.mpls_vpn, AFI.ipv6)])
+        c[Capability.CODE.NEXTHOP] = XNextHopCap([(AFI.ipv4, SAFI.unicast, AFI.ipv6),
+                                                  (AFI.ipv4, SAFI.mpls_vpn, AFI.ipv6)])
         if addpath:
             c[Capability.CODE.ADD_PATH] = XAddPath([_XFAM[f] for f in FAMILIES], 3)
         return c
@@ -156,11 +157,14 @@ def exa_view(wire: bytes, neg: Negotiated = NEG) -> dict:
     if Attribute.CODE.LOCAL_PREF in a:
         attrs["local_pref"] = int(a[Attribute.CODE.LOCAL_PREF].localpref)
     if Attribute.CODE.COMMUNITY in a:
-        attrs["communities"] = sorted(struct.unpack("!I", c.community)[0] for c in a[Attribute.CODE.COMMUNITY].communities)
+        attrs["communities"] = sorted(struct.unpack("!I", c.community)[0]
+                                      for c in a[Attribute.CODE.COMMUNITY].communities)
     if Attribute.CODE.EXTENDED_COMMUNITY in a:
-        attrs["ext_communities"] = sorted(bytes(c.community) for c in a[Attribute.CODE.EXTENDED_COMMUNITY].communities)
+        attrs["ext_communities"] = sorted(bytes(c.community)
+                                          for c in a[Attribute.CODE.EXTENDED_COMMUNITY].communities)
     if Attribute.CODE.LARGE_COMMUNITY in a:
-        attrs["large_communities"] = sorted(struct.unpack("!III", c.large_community) for c in a[Attribute.CODE.LARGE_COMMUNITY].communities)
+        attrs["large_communities"] = sorted(struct.unpack("!III", c.large_community)
+                                            for c in a[Attribute.CODE.LARGE_COMMUNITY].communities)
     return {"routes": routes, "attrs": attrs}
 
 

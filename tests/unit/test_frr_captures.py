@@ -136,10 +136,12 @@ def test_frr_ipv6_session_updates_on_a_shared_link():
         (IPV4_UNICAST, global_and_ll, (Prefix.parse("10.1.0.0/16"),)),
         # VPNv4 with a 24-octet next hop (RD 0 + IPv6)
         (VPNV4, MpNextHop(FRR_NH), (VpnPrefix(RouteDistinguisher(0, 65002, 7), Prefix.parse("10.2.0.0/24"), (100,)),
-                                    VpnPrefix(RouteDistinguisher(1, "10.0.0.2", 8), Prefix.parse("10.3.0.0/24"), (101,)))),
+                                    VpnPrefix(RouteDistinguisher(1, "10.0.0.2", 8), Prefix.parse("10.3.0.0/24"),
+                                              (101,)))),
         (IPV6_UNICAST, global_and_ll, (Prefix.parse("2001:db8:1::/48"),)),
         # VPNv6 with the 48-octet next hop (RD + global + RD + link-local) ExaBGP rejects
-        (VPNV6, global_and_ll, (VpnPrefix(RouteDistinguisher(2, 4200000001, 9), Prefix.parse("2001:db8:2::/48"), (102,)),)),
+        (VPNV6, global_and_ll,
+         (VpnPrefix(RouteDistinguisher(2, 4200000001, 9), Prefix.parse("2001:db8:2::/48"), (102,)),)),
         (IPV4_UNICAST, global_and_ll, (Prefix.parse("192.0.2.1/32"),)),
     ]
     assert set(ups[0].path_attributes()) >= set(PATH_SET)
@@ -163,7 +165,8 @@ def test_frr_route_refresh_and_shutdown(capture):
     assert s.state is State.IDLE and any(isinstance(e, SessionDown) for e in events)
 
 
-@pytest.mark.parametrize("msgs,ctx", [(V4, CodecContext(addpath_receive=frozenset({IPV4_UNICAST}))), (V6, CodecContext())])
+@pytest.mark.parametrize("msgs,ctx",
+                         [(V4, CodecContext(addpath_receive=frozenset({IPV4_UNICAST}))), (V6, CodecContext())])
 def test_l3fab_re_encoding_of_frr_updates_decodes_to_the_same(msgs, ctx):
     for m in msgs:
         u = decode_message(m, ctx)

@@ -426,10 +426,12 @@ def test_route_refresh_for_a_family_not_negotiated_is_ignored():
 
 @pytest.mark.parametrize("enhanced", [False, True])
 def test_borr_and_eorr_need_enhanced_route_refresh(enhanced):
-    caps = (Multiprotocol(IPV4_UNICAST), FourOctetAs(65002), RouteRefreshCap()) + ((EnhancedRouteRefreshCap(),) if enhanced else ())
+    caps = ((Multiprotocol(IPV4_UNICAST), FourOctetAs(65002), RouteRefreshCap())
+            + ((EnhancedRouteRefreshCap(),) if enhanced else ()))
     s, _ = established_with(SessionConfig(65001, "10.0.0.1", 65002), peer_open(caps=caps))
     for subtype in (1, 2):
-        got = [a for a in s.data_received(RouteRefresh(IPV4_UNICAST, subtype).encode()) if isinstance(a, RouteRefreshReceived)]
+        got = [a for a in s.data_received(RouteRefresh(IPV4_UNICAST, subtype).encode())
+               if isinstance(a, RouteRefreshReceived)]
         assert bool(got) is enhanced
 
 
@@ -509,7 +511,8 @@ def test_two_octet_peer_updates_are_decoded_with_as4_path():
 
 def test_addpath_negotiation_and_receive():
     caps = (Multiprotocol(IPV4_UNICAST), FourOctetAs(65002), AddPathCap(((IPV4_UNICAST, ADDPATH_SEND),)))
-    s, _ = established_with(SessionConfig(65001, "10.0.0.1", 65002, addpath_receive=(IPV4_UNICAST,)), peer_open(caps=caps))
+    s, _ = established_with(SessionConfig(65001, "10.0.0.1", 65002, addpath_receive=(IPV4_UNICAST,)),
+                            peer_open(caps=caps))
     assert s.negotiated.addpath_receive == {IPV4_UNICAST} and s.negotiated.addpath_send == frozenset()
     p = PathId(9, Prefix.parse("10.0.0.0/8"))
     wire = update(attrs=ORIGIN_IGP + AS_PATH_65001 + next_hop("10.0.0.2"), nlri=hx("00000009") + prefix("10.0.0.0/8"))
@@ -531,7 +534,8 @@ def test_sending_a_notification_closes_the_session():
 
 def test_messages_split_across_reads():
     s = _opensent()
-    wire = peer_open().encode() + KA + update(attrs=ORIGIN_IGP + AS_PATH_65001 + next_hop("10.0.0.2"), nlri=prefix("10.0.0.0/8"))
+    wire = peer_open().encode() + KA + update(attrs=ORIGIN_IGP + AS_PATH_65001 + next_hop("10.0.0.2"),
+                                              nlri=prefix("10.0.0.0/8"))
     got = []
     for i in range(0, len(wire), 7):
         got += s.data_received(wire[i : i + 7])

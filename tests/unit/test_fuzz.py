@@ -98,13 +98,15 @@ def _seed_messages() -> list[bytes]:
         Update(attributes=(MpReachNlri(VPNV4, MpNextHop("10.0.0.1"), vpn4),) + path),
         Update(attributes=(MpReachNlri(VPNV6, MpNextHop("2001:db8::1", "fe80::2"), vpn6),) + path[:3]),
         Update(withdrawn=v4[:1], attributes=(MpUnreachNlri(VPNV4, vpn4),)),
-        Update(attributes=(MpUnreachNlri(IPV6_UNICAST, v6), MpReachNlri(VPNV6, MpNextHop("2001:db8::1"), vpn6)) + path[:2]),
+        Update(attributes=(MpUnreachNlri(IPV6_UNICAST, v6),
+                           MpReachNlri(VPNV6, MpNextHop("2001:db8::1"), vpn6)) + path[:2]),
         Update(withdrawn=v4),
         end_of_rib(IPV4_UNICAST), end_of_rib(VPNV6),
     ]
     out = [u.encode() for u in updates]
     out.append(Update(attributes=path + (NextHop("10.0.0.1"),), nlri=v4[:2]).encode(CodecContext(four_octet_as=False)))
-    out.append(Update(attributes=(MpReachNlri(IPV6_UNICAST, MpNextHop("2001:db8::1"), (PathId(7, v6[0]),)),) + path[:2]).encode())
+    out.append(Update(attributes=(MpReachNlri(IPV6_UNICAST, MpNextHop("2001:db8::1"),
+                                              (PathId(7, v6[0]),)),) + path[:2]).encode())
     out.append(update(attrs=attr(OPT_TRANS, 99, b"\x01\x02") + ORIGIN_IGP + AS_PATH_65001 + next_hop("10.0.0.1"),
                       nlri=hx("18c00002")))
     caps = (Multiprotocol(IPV4_UNICAST), Multiprotocol(VPNV6), RouteRefreshCap(), EnhancedRouteRefreshCap(),
@@ -112,7 +114,8 @@ def _seed_messages() -> list[bytes]:
             GracefulRestartCap(True, True, 120, ((IPV4_UNICAST, True),)), AddPathCap(((IPV4_UNICAST, 3),)),
             FqdnCap("leaf1", "example"), UnknownCapability(code=71, raw=b""))
     out.append(Open(4200000001, 90, "10.0.0.2", caps).encode())
-    out.append(Open(65002, 3, "10.0.0.2", tuple(UnknownCapability(code=200 + i, raw=bytes(50)) for i in range(6))).encode())
+    out.append(Open(65002, 3, "10.0.0.2",
+                    tuple(UnknownCapability(code=200 + i, raw=bytes(50)) for i in range(6))).encode())
     out += [Notification(6, 2, b"\x03bye").encode(), Notification(3, 1).encode(), KEEPALIVE.encode(),
             RouteRefresh(IPV4_UNICAST).encode(), RouteRefresh(VPNV6, 1).encode()]
     return out
@@ -153,7 +156,9 @@ def mutate(rng: random.Random, msg: bytes) -> bytes:
         del m[i : i + rng.randint(1, 8)]
         _fix_length(m)
     elif kind == 5:  # corrupt the header's length field
-        m[16:18] = struct.pack("!H", rng.choice((0, 18, 19, 23, len(m) - 1, len(m) + 1, 4096, 4097, 65535, rng.randrange(65536))))
+        m[16:18] = struct.pack("!H",
+                               rng.choice((0, 18, 19, 23, len(m) - 1, len(m) + 1, 4096, 4097, 65535,
+                                           rng.randrange(65536))))
     else:  # splice two messages' bodies
         other = rng.choice(SEEDS)
         m = m[: rng.randrange(19, len(m) + 1)] + bytearray(other[rng.randrange(19, len(other) + 1):])

@@ -11,7 +11,6 @@ from l3fab.speaker.session import Session, SessionConfig
 from l3fab.speaker.session.events import NotificationSent, Send, State
 from l3fab.speaker.wire import IPV4_UNICAST, IPV6_UNICAST, VPNV4, VPNV6, Open, decode_message
 from l3fab.speaker.wire.capabilities import (
-    ADDPATH_RECEIVE,
     AddPathCap,
     EnhancedRouteRefreshCap,
     ExtendedMessageCap,
@@ -55,7 +54,8 @@ CAPABILITY_WIRE = [
 ]
 
 
-@pytest.mark.parametrize("capability,wire", CAPABILITY_WIRE, ids=lambda x: type(x).__name__ if not isinstance(x, str) else "")
+@pytest.mark.parametrize("capability,wire", CAPABILITY_WIRE,
+                         ids=lambda x: type(x).__name__ if not isinstance(x, str) else "")
 def test_capability_encoding_and_decoding(capability, wire):
     raw = hx(wire)
     assert capability.pack() == raw

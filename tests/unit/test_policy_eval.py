@@ -35,7 +35,8 @@ def policy(terms, default="reject", prefix_lists=None):
 
 def accepts(match: dict, path: Path, prefix_lists=None) -> bool:
     """Whether a one-term accept policy with ``match`` accepts ``path``."""
-    return policy([{"name": "t", "match": match, "action": "accept"}], prefix_lists=prefix_lists).evaluate(path).accepted
+    return policy([{"name": "t", "match": match, "action": "accept"}],
+                  prefix_lists=prefix_lists).evaluate(path).accepted
 
 
 # ---------------------------------------------------------------- flow

@@ -143,7 +143,8 @@ def optional_attributes(draw) -> list:
     if draw(st.booleans()):
         out.append(ExtendedCommunities(tuple(draw(st.lists(ext_communities, min_size=1, max_size=6)))))
     if draw(st.booleans()):
-        out.append(LargeCommunities(tuple(draw(st.lists(st.builds(LargeCommunity, asn4, asn4, asn4), min_size=1, max_size=4)))))
+        out.append(LargeCommunities(tuple(draw(st.lists(st.builds(LargeCommunity, asn4, asn4, asn4), min_size=1,
+                                                        max_size=4)))))
     for code in draw(st.lists(st.sampled_from(UNKNOWN_CODES), max_size=2, unique=True)):
         flags = draw(st.sampled_from([0xC0, 0xE0]))
         out.append(UnknownAttribute(flags, code, draw(st.binary(max_size=300))))
@@ -161,7 +162,8 @@ def updates(draw, as_path_strategy=None):
     reach_family = draw(st.none() | st.sampled_from(FAMILIES))
     if reach_family is not None:
         attrs.append(MpReachNlri(reach_family, draw(next_hops(reach_family)),
-                                 tuple(draw(st.lists(nlri_for(reach_family, reach_family in addpath), min_size=1, max_size=5)))))
+                                 tuple(draw(st.lists(nlri_for(reach_family, reach_family in addpath), min_size=1,
+                                                     max_size=5)))))
     unreach_family = draw(st.none() | st.sampled_from(FAMILIES))
     if unreach_family is not None:
         wd = tuple(draw(st.lists(nlri_for(unreach_family, unreach_family in addpath), max_size=5)))
@@ -265,7 +267,8 @@ def _many_nlri(family, count: int, seed: int, addpath: bool) -> list:
         length = rng.randint(0, width)
         bits = rng.getrandbits(width) & ((((1 << length) - 1) << (width - length)) if length else 0)
         p = Prefix(family.afi, length, bits.to_bytes(width // 8, "big"))
-        n = VpnPrefix(RouteDistinguisher(0, rng.randint(0, 9), rng.randint(0, 9)), p, (rng.randint(16, 99999),)) if family.is_vpn else p
+        n = VpnPrefix(RouteDistinguisher(0, rng.randint(0, 9), rng.randint(0, 9)), p,
+                      (rng.randint(16, 99999),)) if family.is_vpn else p
         if addpath:
             n = PathId(rng.randint(0, 3), n)
         if n not in seen:

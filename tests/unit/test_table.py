@@ -119,7 +119,8 @@ def test_direct_next_hops_need_no_underlay_and_connected_prefixes_count():
     assert nht.valid(path(src("a", addr="2001:db8::2"), nh="2001:db8::2"))
     third_party = path(src("a", addr="2001:db8::2"), nh="2001:db8:77::1")
     assert not nht.valid(third_party)
-    assert nht.set_connected({(6, int.from_bytes(Prefix.parse("2001:db8:77::/64").packed, "big"), 64)}) == {"2001:db8:77::1"}
+    connected = (6, int.from_bytes(Prefix.parse("2001:db8:77::/64").packed, "big"), 64)
+    assert nht.set_connected({connected}) == {"2001:db8:77::1"}
     assert nht.valid(third_party)
 
 

@@ -36,7 +36,8 @@ def test_crash_at_rename_keeps_the_old_file(intent, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(store.os, "replace", rename_fails)
-    with pytest.raises(IntentError, match=r"^state-file: '.*intent.json' could not be written: No space left on device$"):
+    with pytest.raises(IntentError,
+                       match=r"^state-file: '.*intent.json' could not be written: No space left on device$"):
         intent.add_endpoint("web1", "blue", "tap1", ipv4="10.0.0.6")
     monkeypatch.undo()
     assert intent.path.read_bytes() == old
@@ -103,8 +104,10 @@ def test_file_is_readable_json_with_allocations(intent):
     (lambda d: d.update(version=9), r"\.version: 9 is not supported \(this l3fab reads 1\)$"),
     (lambda d: d["tenants"][0].update(vni="x"), r"\.tenants\[0\]\.vni: 'x' is not an integer$"),
     (lambda d: d["endpoints"][0].update(tenant="ghost"), r"^endpoints\[web0\]\.tenant: 'ghost' is not a tenant$"),
-    (lambda d: d["endpoints"][0].update(sid4_index=3), r"^endpoints\[web0\]\.sid4: 3 is not a SID index inside locator"),
-    (lambda d: d["endpoints"][1].update(sid4_index=0x100), r"^endpoints\[web1\]\.sid4: 256 is also a SID of endpoint 'web0'$"),
+    (lambda d: d["endpoints"][0].update(sid4_index=3),
+     r"^endpoints\[web0\]\.sid4: 3 is not a SID index inside locator"),
+    (lambda d: d["endpoints"][1].update(sid4_index=0x100),
+     r"^endpoints\[web1\]\.sid4: 256 is also a SID of endpoint 'web0'$"),
     (lambda d: d["tenants"][1].update(table=1000), r"^tenants\[red\]\.table: 1000 is also the table of tenant 'blue'$"),
     (lambda d: d["tenants"][1].update(vni=100), r"^tenants\[blue\]\.vni: 100 is already used by tenant 'red'$"),
 ])

@@ -155,7 +155,8 @@ def test_rate_limit_is_parsed_to_bits_per_second(intent):
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(router_id="x", fabric_asn=65000, locator="2001:db8::/64"), "router-id: 'x' is not an IPv4 address"),
-    (dict(router_id="192.0.2.1", fabric_asn=0, locator="2001:db8::/64"), "fabric-asn: 0 is not an AS number (1-4294967295)"),
+    (dict(router_id="192.0.2.1", fabric_asn=0, locator="2001:db8::/64"),
+     "fabric-asn: 0 is not an AS number (1-4294967295)"),
     (dict(router_id="192.0.2.1", fabric_asn=65000, locator="2001:db8::1/64"),
      "locator: '2001:db8::1/64' is not an IPv6 prefix (host bits clear)"),
     (dict(router_id="192.0.2.1", fabric_asn=65000, locator="10.0.0.0/8"),

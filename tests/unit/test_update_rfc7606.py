@@ -76,7 +76,8 @@ def assert_discarded(u: Update, attr_type: int) -> None:
     assert u.reachable() == [(IPV4_UNICAST, MpNextHop("10.0.0.1"), (P,))]
 
 
-def assert_reset(wire_or_body, code: int, subcode: int, data: bytes | None = b"", ctx=CodecContext()) -> UpdateMessageError:
+def assert_reset(wire_or_body, code: int, subcode: int, data: bytes | None = b"",
+                 ctx=CodecContext()) -> UpdateMessageError:
     with pytest.raises(UpdateMessageError) as e:
         if wire_or_body[:16] == b"\xff" * 16:
             decode_message(wire_or_body, ctx)
@@ -176,7 +177,8 @@ def test_aggregator_bad_length_is_discarded(value):
 
 
 def test_aggregator_two_octet_length_on_two_octet_session_is_fine():
-    u = announce(ORIGIN_IGP, attr(WELL_KNOWN, 2, hx("02 01 fde9")), NH, attr(OPT_TRANS, 7, hx("fde9 0a000009")), ctx=TWO)
+    u = announce(ORIGIN_IGP, attr(WELL_KNOWN, 2, hx("02 01 fde9")), NH, attr(OPT_TRANS, 7, hx("fde9 0a000009")),
+                 ctx=TWO)
     assert u.get(Aggregator) == Aggregator(65001, "10.0.0.9") and not u.faults
 
 
@@ -253,7 +255,8 @@ def test_partial_bit_on_an_optional_attribute_is_accepted():
 
 
 def test_duplicate_attribute_later_ones_discarded():
-    u = announce(ORIGIN_IGP, AS_PATH_65001, NH, attr(OPT_NONTRANS, 4, hx("00000001")), attr(OPT_NONTRANS, 4, hx("00000002")))
+    u = announce(ORIGIN_IGP, AS_PATH_65001, NH, attr(OPT_NONTRANS, 4, hx("00000001")),
+                 attr(OPT_NONTRANS, 4, hx("00000002")))
     assert u.get(Med) == Med(1)
     assert not u.treat_as_withdraw
     assert [(f.action, f.attr_type) for f in u.faults] == [(ATTRIBUTE_DISCARD, 4)]
@@ -262,7 +265,8 @@ def test_duplicate_attribute_later_ones_discarded():
 def test_duplicate_of_a_discarded_attribute_is_discarded_too():
     # Regression: when the first AGGREGATOR was malformed (and discarded), the second
     # copy used to be accepted in its place; RFC 7606 3(g) keeps only the first.
-    u = announce(ORIGIN_IGP, AS_PATH_65001, NH, attr(OPT_TRANS, 7, hx("00")), attr(OPT_TRANS, 7, hx("0000fde9 0a000009")))
+    u = announce(ORIGIN_IGP, AS_PATH_65001, NH, attr(OPT_TRANS, 7, hx("00")),
+                 attr(OPT_TRANS, 7, hx("0000fde9 0a000009")))
     assert u.get(Aggregator) is None
     assert [f.action for f in u.faults] == [ATTRIBUTE_DISCARD, ATTRIBUTE_DISCARD]
 
