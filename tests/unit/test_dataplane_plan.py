@@ -120,14 +120,16 @@ def test_import_by_route_target_and_peering(tmp_path):
     # the same prefix from a second host in A: one ECMP route over both SIDs
     got = imp.update([_dest("192.0.2.3:1", "10.0.0.2/32", "2001:db8:0:3::105", [rt_a])])
     both = ("2001:db8:0:2::100", "2001:db8:0:3::105")
-    assert sorted(got, key=str) == sorted([RemoteRoute(t["A"], "10.0.0.2/32", both), RemoteRoute(t["C"], "10.0.0.2/32", both)], key=str)
+    assert sorted(got, key=str) == sorted([RemoteRoute(t["A"], "10.0.0.2/32", both),
+                                           RemoteRoute(t["C"], "10.0.0.2/32", both)], key=str)
     # withdrawn (no best path): the route shrinks back, then goes
     gone = _dest("192.0.2.3:1", "10.0.0.2/32", "2001:db8:0:3::105", [rt_a])
     gone.best, gone.multipath = None, ()
     assert RemoteRoute(t["A"], "10.0.0.2/32", ("2001:db8:0:2::100",)) in imp.update([gone])
     gone2 = _dest("192.0.2.2:1", "10.0.0.2/32", "2001:db8:0:2::100", [rt_a])
     gone2.best, gone2.multipath = None, ()
-    assert sorted(imp.update([gone2]), key=str) == sorted([RemoteRoute(t["A"], "10.0.0.2/32", ()), RemoteRoute(t["C"], "10.0.0.2/32", ())], key=str)
+    assert sorted(imp.update([gone2]), key=str) == sorted([RemoteRoute(t["A"], "10.0.0.2/32", ()),
+                                                           RemoteRoute(t["C"], "10.0.0.2/32", ())], key=str)
     assert {(r.table, r.prefix) for r in imp.routes()} == {
         (t["B"], "10.0.0.2/32"), (t["A"], "10.9.0.3/32"), (t["C"], "10.9.0.3/32")}
 

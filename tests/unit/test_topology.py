@@ -397,7 +397,8 @@ def test_cli_render_frr_prints_the_config():
 
 
 @pytest.mark.parametrize("args, message", [
-    (["frr", "--role", "leaf", "--node", "spine1"], "error: --role: 'leaf' does not match node 'spine1', which is a spine"),
+    (["frr", "--role", "leaf", "--node", "spine1"],
+     "error: --role: 'leaf' does not match node 'spine1', which is a spine"),
     (["frr", "--role", "router", "--node", "leaf1"], "error: --role: 'router' is not one of leaf, spine, host"),
     (["frr", "--role", "leaf", "--node", "leaf9"], "error: --node: 'leaf9' is not a node of this lab"),
     (["l3fab", "--node", "ep-a1"], "error: --node: node 'ep-a1' is a tenant endpoint"),
