@@ -40,8 +40,10 @@ def test_tenant_and_endpoint_lifecycle(daemon_factory, tmp_path):
     d = daemon_factory({
         "router-id": "10.0.0.11", "asn": 4200000011, "listen": {"addresses": ["127.0.0.1"], "port": 0},
         "tenancy": {"fabric-asn": 65000, "locator": "2001:db8:0:11::/64", "state-file": str(state)},
+        # the raw peer sends no KEEPALIVEs: a hold time that outlasts the test's dozen CLI
+        # runs on a loaded CI machine (9 s did not, once)
         "neighbors": [{"name": "leaf", "address": "127.0.0.1", "remote-as": 65101, "passive": True,
-                       "families": ["ipv6", "vpnv4", "vpnv6"]}]})
+                       "hold-time": 30, "families": ["ipv6", "vpnv4", "vpnv6"]}]})
     peer = RawPeer(d.status["listen_port"], families=(IPV6_UNICAST, VPNV4, VPNV6), asn=65101)
     wait(lambda: d.api("neighbor", neighbor="leaf")["state"] == "Established")
 
