@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from l3fab.lab.netns import Lab, Namespace, wait_until
+from l3fab.lab.peers import gobgp
 from l3fab.lab.peers.exabgp import API_SCRIPT, ExaBgp
 from l3fab.lab.peers.frr import FrrRouter
 from l3fab.lab.peers.l3fab import L3fabNode
@@ -135,10 +136,8 @@ class GoBgpReceiver(Receiver):
         self._watch = None
 
     def start(self) -> None:
-        from l3fab.lab.peers.gobgp import GoBgp
-
         self._established_at = None
-        self.gobgp = GoBgp(self.lab, self.ns, log_level="warn").start()
+        self.gobgp = gobgp.GoBgp(self.lab, self.ns, log_level="warn").start()
         self.gobgp.start_bgp(self.link.asn, self.link.router_id,
                              listen_addresses=[self.link.address])
         self._watch_peers()
@@ -146,8 +145,7 @@ class GoBgpReceiver(Receiver):
                             passive=True)
 
     def _watch_peers(self) -> None:
-        from l3fab.lab.peers.gobgp import api
-
+        api = gobgp.api
         stream = self.gobgp.stub.WatchEvent(api.WatchEventRequest(peer=api.WatchEventRequest.Peer()))
         self._watch = stream
         established = api.PeerState.SessionState.ESTABLISHED
@@ -178,11 +176,8 @@ class GoBgpReceiver(Receiver):
         return self._established_at
 
     def count(self, family: str) -> int:
-        from l3fab.lab.peers.gobgp import api
-        from l3fab.lab.peers.gobgp import family as gobgp_family
-
-        wanted = gobgp_family(family).message()
-        for response in self.gobgp.stub.ListPeer(api.ListPeerRequest(
+        wanted = gobgp.family(family).message()
+        for response in self.gobgp.stub.ListPeer(gobgp.api.ListPeerRequest(
                 address=self.link.sender_address), timeout=10):
             for afi_safi in response.peer.afi_safis:
                 state = afi_safi.state

@@ -25,6 +25,8 @@ from typing import Iterable
 from l3fab.fib.controller import Fib
 from l3fab.fib.model import FibRoute
 
+from . import features as kernel_features
+from . import nft, tc
 from . import plan as planner
 from .iproute import DataplaneError, Ip, Rule, read_sysctl, write_sysctl
 from .model import (
@@ -82,9 +84,7 @@ class LinuxDataplane:
     @property
     def features(self):
         if self._features is None:
-            from .features import detect
-
-            self._features = detect()
+            self._features = kernel_features.detect()
         return self._features
 
     @property
@@ -319,8 +319,6 @@ class LinuxDataplane:
     def _nft(self, spec: DataplaneSpec, plan) -> list[str]:
         if not self.use_nft:
             return []
-        from . import nft
-
         try:
             nft.apply(spec)
         except (nft.NftError, ValueError) as e:
@@ -330,8 +328,6 @@ class LinuxDataplane:
     def _tc(self, spec: DataplaneSpec, plan) -> list[str]:
         if not self.use_tc:
             return []
-        from . import tc
-
         result = tc.apply(spec.ports, previous=self._previous_ports)
         self.tc_notes = list(result.notes)
         return list(result.errors)
@@ -395,12 +391,8 @@ class LinuxDataplane:
                     except DataplaneError as e:
                         errors.append(str(e))
         if self.use_nft:
-            from . import nft
-
             nft.remove()
         if self.use_tc:
-            from . import tc
-
             tc.apply(empty.ports, previous=self.applied.ports if self.applied else ())
         for port in (self.applied.ports if self.applied else ()):
             for addr, plen in (("169.254.0.1", 32), (GATEWAY6, 64)):

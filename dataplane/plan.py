@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from l3fab.fib.model import FibNextHop, FibRoute, Seg6Encap, Seg6Mode, unreachable
+from l3fab.fib.model import FibNextHop, FibRoute, Seg6Encap, Seg6Mode, seg6local_route, unreachable
 
 from .iproute import Rule
 from .model import (
@@ -63,8 +63,6 @@ def vrf_device(vni: int) -> str:
 
 def sid_routes(port: PortSpec) -> list[FibRoute]:
     """The decapsulation routes of one endpoint (main table)."""
-    from l3fab.fib.model import seg6local_route
-
     out = []
     if port.sid4 and port.handle4 and port.ipv4:
         out.append(FibRoute(MAIN, f"{port.handle4}/32", (FibNextHop(ifname=port.ifname),)))

@@ -28,10 +28,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-# The recorder half must import only the speaker: it runs as a plain script in a namespace.
+# The recorder half uses only the speaker; the lab modules (the other half) do nothing at
+# import, and lab.peers.gobgp imports without grpc (GoBgp raises ImportError when used).
+from l3fab.lab.netns import Lab, wait_until
+from l3fab.lab.peers import gobgp as g
+from l3fab.lab.peers.exabgp import ExaBgp
 from l3fab.speaker.session import Session, SessionConfig
 from l3fab.speaker.session.events import Disconnect, Send, StartTimer, StopTimer
-from l3fab.speaker.wire import IPV4_UNICAST, IPV6_UNICAST, VPNV4, VPNV6, Update, decode_message
+from l3fab.speaker.wire import (IPV4_UNICAST, IPV6_UNICAST, VPNV4, VPNV6, CodecContext, Update,
+                                decode_message)
 from l3fab.speaker.wire.constants import HEADER_LEN
 
 FAMILIES = {"ipv4": IPV4_UNICAST, "ipv6": IPV6_UNICAST, "vpnv4": VPNV4, "vpnv6": VPNV6}
@@ -144,8 +149,6 @@ def read_capture(path: Path) -> list[bytes]:
 
 
 def updates(messages: list[bytes]) -> list[Update]:
-    from l3fab.speaker.wire import CodecContext
-
     ctx = CodecContext(max_message=65535)
     return [m for m in (decode_message(raw, ctx) for raw in messages[1:]) if isinstance(m, Update)]
 
@@ -162,16 +165,12 @@ class Recorder:
         if graceful_restart is not None:
             argv += ["--graceful-restart", str(graceful_restart)]
         self.process = lab.popen(self.ns, argv, name="recorder", cwd=REPO)
-        from l3fab.lab.netns import wait_until
-
         wait_until(lambda: "listening" in self.process.log_text(), 10, 0.05, what="recorder listening")
 
     def messages(self) -> list[bytes]:
         return read_capture(self.path)
 
     def wait_for(self, what: str, predicate, timeout: float = 30.0):
-        from l3fab.lab.netns import wait_until
-
         def check():
             if not self.process.alive() and not predicate(self.messages()):
                 raise RuntimeError(f"recorder exited: {self.process.log_text(3000)}")
@@ -187,8 +186,6 @@ class Recorder:
         self.wait_for(f"{n} UPDATEs", lambda ms: len(updates(ms)) >= n, timeout)
 
     def wait_closed(self, timeout: float = 30.0) -> None:
-        from l3fab.lab.netns import wait_until
-
         wait_until(lambda: not self.process.alive(), timeout, 0.1, what="peer closing the session")
 
 
@@ -205,8 +202,6 @@ def make_lab(lab, transport: Transport):
 
 def capture_gobgp(lab, transport: Transport) -> tuple[list[bytes], str]:
     """GoBGP 3.10 dials l3fab, announces, withdraws, then its peer is deleted (Cease 6/3)."""
-    from l3fab.lab.peers import gobgp as g
-
     a, b = make_lab(lab, transport)
     rec = Recorder(lab, a, transport)
     gobgp = g.GoBgp(lab, b).start()
@@ -252,8 +247,6 @@ def capture_gobgp(lab, transport: Transport) -> tuple[list[bytes], str]:
 
 def capture_exabgp(lab, transport: Transport) -> tuple[list[bytes], str]:
     """ExaBGP 5.0.15 dials l3fab, announces, withdraws, then tears the session down (Cease 6/2)."""
-    from l3fab.lab.peers.exabgp import ExaBgp
-
     a, b = make_lab(lab, transport)
     rec = Recorder(lab, a, transport)
     exa = ExaBgp(lab, b).start(peer_address=transport.l3fab, local_address=transport.peer,
@@ -302,8 +295,6 @@ PEERS = {
 
 
 def capture(args: argparse.Namespace) -> int:
-    from l3fab.lab.netns import Lab
-
     stem, who, scenario = PEERS[args.peer]
     for name in args.transport:
         transport = TRANSPORTS[name]

@@ -41,8 +41,7 @@ from typing import Any, Callable
 
 import yaml
 
-from l3fab.lab.netns import BASE_SYSCTLS, FORWARDING_SYSCTLS
-from l3fab.lab.peers import FRR_SBIN
+from l3fab.lab.netns import BASE_SYSCTLS, FORWARDING_SYSCTLS, FRR_SBIN
 from l3fab.lab.render import endpoint_commands, intent_requests, l3fab_config, render_frr, render_l3fab
 from l3fab.lab.topology import Topology
 

@@ -38,6 +38,10 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 IFNAMSIZ = 15  # Linux interface names are at most 15 bytes (IFNAMSIZ - 1)
 NAME_PREFIX = "l3t"
 OWNER_FILE = "owner.pid"
+# Where the Debian frr package installs zebra, bgpd and staticd (used by lab.peers.frr
+# and lab.deploy; here rather than in lab.peers so that ``l3fab lab`` does not import
+# the peer harnesses, whose GoBGP module loads grpc).
+FRR_SBIN = Path("/usr/lib/frr")
 
 # Applied to every namespace right after creation, before any link exists, so
 # that the "default" values reach the veths created afterwards.

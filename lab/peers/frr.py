@@ -21,8 +21,7 @@ import textwrap
 from pathlib import Path
 from typing import Any, Sequence
 
-from l3fab.lab.netns import CommandFailed, Lab, Namespace, run_host, wait_until
-from l3fab.lab.peers import FRR_SBIN
+from l3fab.lab.netns import FRR_SBIN, CommandFailed, Lab, Namespace, run_host, wait_until
 
 FRR_USER = "frr"
 RUN_ROOT = Path("/var/run/frr")

@@ -8,6 +8,13 @@ The stubs come from the Debian package's ``.proto`` files and are generated
 by ``.ci/setup`` into ``lab/peers/gobgp_api`` (never committed). GoBGP's API
 wraps every NLRI, attribute, RD and extended community in
 ``google.protobuf.Any``; this module hides that and returns plain dicts.
+
+grpc, protobuf and the stubs are optional (the ``test`` extra and ``.ci/setup``):
+without them this module still imports, so the modules that use it can import it at
+their top; :data:`STUBS_MISSING` says what is missing, and :class:`GoBgp`,
+:func:`family` and the message helpers raise ImportError with that text.  The names
+that need them (``api``, ``attr``, ``api_grpc``, ``FAMILIES``) are then not defined,
+so ``from l3fab.lab.peers.gobgp import api`` raises ImportError.
 """
 
 from __future__ import annotations
@@ -17,18 +24,27 @@ import shutil
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-from google.protobuf import any_pb2
-
 from l3fab.lab.netns import Lab, Namespace, Process, wait_until
 
+STUBS_MISSING: str | None  # None when grpc, protobuf and the generated stubs all import
 try:
     import grpc
+    from google.protobuf import any_pb2
 
     from l3fab.lab.peers.gobgp_api import attribute_pb2 as attr
     from l3fab.lab.peers.gobgp_api import gobgp_pb2 as api
     from l3fab.lab.peers.gobgp_api import gobgp_pb2_grpc as api_grpc
 except ImportError as exc:  # pragma: no cover - depends on .ci/setup having run
-    raise ImportError(f"GoBGP gRPC stubs missing ({exc}); run .ci/setup") from exc
+    STUBS_MISSING = f"GoBGP gRPC stubs missing ({exc}); run .ci/setup"
+else:
+    STUBS_MISSING = None
+
+
+def require_stubs() -> None:
+    """Raise ImportError (saying what to run) when grpc, protobuf or the stubs are missing."""
+    if STUBS_MISSING is not None:
+        raise ImportError(STUBS_MISSING)
+
 
 ORIGINS = {"igp": 0, "egp": 1, "incomplete": 2}
 ORIGIN_NAMES = {v: k for k, v in ORIGINS.items()}
@@ -55,12 +71,13 @@ class Family:
         return api.Family(afi=self.afi, safi=self.safi)
 
 
-FAMILIES = {
-    "ipv4": Family("ipv4", api.Family.AFI_IP, api.Family.SAFI_UNICAST),
-    "ipv6": Family("ipv6", api.Family.AFI_IP6, api.Family.SAFI_UNICAST),
-    "vpnv4": Family("vpnv4", api.Family.AFI_IP, api.Family.SAFI_MPLS_VPN),
-    "vpnv6": Family("vpnv6", api.Family.AFI_IP6, api.Family.SAFI_MPLS_VPN),
-}
+if STUBS_MISSING is None:  # else FAMILIES is not defined: importing it raises ImportError
+    FAMILIES = {
+        "ipv4": Family("ipv4", api.Family.AFI_IP, api.Family.SAFI_UNICAST),
+        "ipv6": Family("ipv6", api.Family.AFI_IP6, api.Family.SAFI_UNICAST),
+        "vpnv4": Family("vpnv4", api.Family.AFI_IP, api.Family.SAFI_MPLS_VPN),
+        "vpnv6": Family("vpnv6", api.Family.AFI_IP6, api.Family.SAFI_MPLS_VPN),
+    }
 FAMILY_ALIASES = {
     "ipv4-unicast": "ipv4", "ipv6-unicast": "ipv6",
     "l3vpn-ipv4-unicast": "vpnv4", "l3vpn-ipv6-unicast": "vpnv6",
@@ -68,6 +85,7 @@ FAMILY_ALIASES = {
 
 
 def family(name: str | Family) -> Family:
+    require_stubs()
     if isinstance(name, Family):
         return name
     key = FAMILY_ALIASES.get(name, name)
@@ -78,6 +96,7 @@ def family(name: str | Family) -> Family:
 
 
 def _pack(message: Any) -> any_pb2.Any:
+    require_stubs()
     wrapped = any_pb2.Any()
     wrapped.Pack(message)
     return wrapped
@@ -85,6 +104,7 @@ def _pack(message: Any) -> any_pb2.Any:
 
 def _unpack(wrapped: any_pb2.Any) -> Any:
     """Unpack an ``Any`` into the concrete message class its type URL names."""
+    require_stubs()
     name = wrapped.TypeName().rsplit(".", 1)[-1]
     cls = getattr(attr, name, None) or getattr(api, name, None)
     if cls is None:
@@ -105,6 +125,7 @@ def _split_admin(text: str, what: str) -> tuple[str, int]:
 
 def rd_message(rd: str) -> any_pb2.Any:
     """RFC 4364 RD ``65000:1``, ``4200000000:1`` or ``10.0.0.1:1`` as GoBGP's Any."""
+    require_stubs()
     admin, assigned = _split_admin(rd, "route distinguisher")
     if "." in admin:
         return _pack(attr.RouteDistinguisherIPAddress(admin=admin, assigned=assigned))
@@ -116,6 +137,7 @@ def rd_message(rd: str) -> any_pb2.Any:
 
 def route_target_message(rt: str) -> any_pb2.Any:
     """Route target ``65000:1`` (``target:`` prefix optional) as GoBGP's extended community."""
+    require_stubs()
     text = rt.removeprefix("target:")
     admin, local = _split_admin(text, "route target")
     if "." in admin:
@@ -153,6 +175,7 @@ def build_path(fam: Family, prefix: str, nexthop: str, *, rd: str | None = None,
                as_path: Sequence[int] = (), med: int | None = None,
                local_pref: int | None = None) -> api.Path:
     """An ``api.Path`` for ``AddPath``. IPv6 next hops travel in MP_REACH_NLRI (RFC 8950 for IPv4)."""
+    require_stubs()
     net = ipaddress.ip_network(prefix, strict=False)
     if (net.version == 4) != fam.ipv4:
         raise ValueError(f"prefix {prefix!r} does not belong to family {fam.name}")
@@ -189,6 +212,7 @@ def build_path(fam: Family, prefix: str, nexthop: str, *, rd: str | None = None,
 
 def path_to_dict(fam: Family, path: api.Path) -> dict[str, Any]:
     """A received or local path as plain data (see :meth:`GoBgp.list_path`)."""
+    require_stubs()
     nlri = _unpack(path.nlri)
     out: dict[str, Any] = {
         "family": fam.name,
@@ -236,6 +260,7 @@ def _family_name(message: api.Family) -> str:
 
 
 def peer_to_dict(peer: api.Peer) -> dict[str, Any]:
+    require_stubs()
     state = peer.state
     return {
         "address": state.neighbor_address or peer.conf.neighbor_address,
@@ -259,6 +284,7 @@ class GoBgp:
 
     def __init__(self, lab: Lab, ns: Namespace | str, *, log_level: str = "info",
                  rpc_timeout: float = 10.0):
+        require_stubs()
         self.lab = lab
         self.ns = lab.namespace(ns)
         self.name = self.ns.name

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from l3fab.lab.netns import Lab, Namespace, Process, wait_until
+from l3fab.lab.netns import Lab, Namespace, Process, run_host, wait_until
 from l3fab.speaker.api import ApiClientError, call
 
 REPO = Path(__file__).resolve().parents[2]
@@ -53,8 +53,6 @@ class L3fabNode:
 
     def cli(self, *args: str, check: bool = True):
         """Run the real ``l3fab`` CLI against this node (outside the namespace: it only needs the socket)."""
-        from l3fab.lab.netns import run_host
-
         return run_host([sys.executable, "-m", "l3fab.cli.main", *args, "--socket", self.socket], check=check)
 
     def neighbor(self, name: str) -> dict[str, Any]:

@@ -9,15 +9,13 @@ from __future__ import annotations
 import ipaddress
 import struct
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, NamedTuple
+from typing import ClassVar, NamedTuple
 
 from .constants import AS_TRANS, AttrFlag, AttrType, Family
 from .context import CodecContext
 from .extcommunity import ExtCommunity
 from .errors import LocalProtocolError
-
-if TYPE_CHECKING:
-    from .nlri import Nlri
+from .nlri import Nlri, encode_nlri
 
 WK = AttrFlag.TRANSITIVE  # well-known: optional=0, transitive=1
 OPT_TRANS = AttrFlag.OPTIONAL | AttrFlag.TRANSITIVE
@@ -347,8 +345,6 @@ class MpReachNlri(PathAttribute):
     flags: ClassVar[int] = OPT_NONTRANS
 
     def value(self, ctx: CodecContext) -> bytes:
-        from .nlri import encode_nlri  # local import: nlri does not depend on attributes
-
         nh = encode_mp_next_hop(self.family, self.next_hop)
         head = struct.pack("!HBB", self.family.afi, self.family.safi, len(nh)) + nh + b"\x00"
         return head + b"".join(encode_nlri(n) for n in self.nlri)
@@ -362,8 +358,6 @@ class MpUnreachNlri(PathAttribute):
     flags: ClassVar[int] = OPT_NONTRANS
 
     def value(self, ctx: CodecContext) -> bytes:
-        from .nlri import encode_nlri
-
         return struct.pack("!HB", self.family.afi, self.family.safi) + b"".join(
             encode_nlri(n, withdraw=True) for n in self.nlri
         )
