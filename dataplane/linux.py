@@ -228,7 +228,7 @@ class LinuxDataplane:
         if not self.vrf_devices:
             return []
         errors = []
-        have = {l["ifname"]: l for l in self.ip.links()}
+        have = {lk["ifname"]: lk for lk in self.ip.links()}
         created = set()
         for name, table in plan.vrf_devices.items():
             link = have.get(name)
