@@ -1,13 +1,18 @@
 # l3fab: every target runs as root on a fresh clone (see .ci/setup).
 PYTHON := .venv/bin/python
 
-.PHONY: setup test demo bench
+.PHONY: setup test lint demo bench
 
 setup:
 	bash .ci/setup
 
 test: setup
 	$(PYTHON) -m pytest -q tests
+
+# The static checks (also run by tests/unit/test_static_checks.py); configured in pyproject.toml.
+lint: setup
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m mypy
 
 demo: setup
 	$(PYTHON) -m l3fab.cli.demo
