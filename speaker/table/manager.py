@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from ..policy import EvalContext, NextHopDirective, Policy
 from ..session.negotiated import Negotiated
+from ..wire.attributes import LocalPref
 from ..wire.constants import IPV4_UNICAST, IPV6_UNICAST, SUPPORTED_FAMILIES, CeaseSubcode, ErrorCode, Family
 from ..wire.notification import Notification
 from ..wire.route_refresh import SUBTYPE_BORR, SUBTYPE_EORR, SUBTYPE_REQUEST, RouteRefresh
@@ -127,6 +128,13 @@ class PeerRib:
         return sum(1 for t in self.rib_in.tables.values() for p in t.values() if p.stale)
 
 
+def _without_local_pref(paths: list[Path]) -> list[Path]:
+    """RFC 4271 5.1.5: LOCAL_PREF received from an external peer is ignored (dropped here,
+    once per attribute set: all paths of one UPDATE share it)."""
+    attrs = tuple(a for a in paths[0].attributes if type(a) is not LocalPref)
+    return [p._replace(attributes=attrs) for p in paths]
+
+
 class RibManager:
     def __init__(self, settings: RibSettings, peers: Iterable[PeerTableConfig] = ()) -> None:
         self.settings = settings
@@ -168,19 +176,21 @@ class RibManager:
         """The session ended.  ``keep_families``: the families the peer's last graceful
         restart capability listed, when helper mode applies (RFC 4724: no NOTIFICATION,
         our link to it still up): their routes stay, marked stale, until End-of-RIB or
-        the restart timer; every other route of the peer goes at once."""
+        the restart timer; every other route of the peer goes at once.  ``restart_time``:
+        the peer's advertised Restart Time (0 keeps nothing: the routes go at once)."""
         pr = self.peers[name]
         pr.negotiated = pr.export_ctx = None
         pr.rib_out.clear()
-        keep = set(keep_families) if pr.cfg.graceful_restart else set()
-        for fam in list(pr.rib_in.tables):
+        seconds = restart_time if restart_time is not None else self.settings.restart_time
+        keep = set(keep_families) if pr.cfg.graceful_restart and seconds > 0 else set()
+        families = set(pr.rib_in.tables) | (set(pr.rib_in_pre.tables) if pr.rib_in_pre is not None else set())
+        for fam in families:
             if fam in keep:
                 self._mark_stale(pr, fam)
             else:
                 self._drop_family(pr, fam)
         out = RibOutput(dirty=True)
         if keep:
-            seconds = restart_time or self.settings.restart_time
             pr.stale_timer = True
             out.timers.append(StaleTimer(name, seconds))
             log.info("%s: graceful restart: keeping %s as stale for up to %ss", name,
@@ -194,6 +204,10 @@ class RibManager:
             sp = p._replace(stale=True)
             table[slot] = sp
             rib.add(sp)
+        if pr.rib_in_pre is not None:
+            pre = pr.rib_in_pre.tables.get(fam, {})
+            for slot, p in list(pre.items()):
+                pre[slot] = p._replace(stale=True)
 
     def _drop_family(self, pr: PeerRib, fam: Family) -> None:
         rib = self.ribs[fam]
@@ -213,6 +227,12 @@ class RibManager:
         for slot, p in stale:
             del table[slot]
             rib.remove(pr.cfg.name, p.key, p.path_id)
+            if p.next_hop is not None:
+                self.nexthops.forget(p.next_hop.address, fam, p.key)
+        if pr.rib_in_pre is not None:
+            pre = pr.rib_in_pre.tables.get(fam, {})
+            for slot in [k for k, p in pre.items() if p.stale]:
+                del pre[slot]
         return len(stale)
 
     def stale_expired(self, name: str) -> RibOutput:
@@ -248,6 +268,10 @@ class RibManager:
         pre = pr.rib_in_pre
         ribs = self.ribs
         announced, withdrawn = update_paths(update, source, self.intern)
+        if announced and not source.ibgp:
+            sample = next((ps[0] for _, ps in announced if ps), None)
+            if sample is not None and sample.get(LocalPref) is not None:
+                announced = [(f, _without_local_pref(ps)) for f, ps in announced if ps]
         for family, paths in announced:
             if family not in families:
                 log.debug("%s: ignoring %d %s routes: family not negotiated", name, len(paths), family.name)
@@ -376,10 +400,13 @@ class RibManager:
     def set_connected(self, prefixes: set[tuple[int, int, int]]) -> bool:
         """The host's connected prefixes ((version, network, length)); True when a next
         hop's reachability changed (call :meth:`process`)."""
-        if not self.nexthops.set_connected(prefixes):
+        changed = self.nexthops.set_connected(prefixes)
+        if not changed:
             return False
-        for fam, keys in self.nexthops.recheck().items():
-            self.ribs[fam].touch(keys)
+        dependents = self.nexthops.dependents
+        for nh in changed:
+            for fam, key in dependents.get(nh, ()):
+                self.ribs[fam].touch((key,))
         return True
 
     # ------------------------------------------------------------------ decision and export

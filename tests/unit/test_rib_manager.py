@@ -8,8 +8,9 @@ sends (``peer_up`` and ``route_refresh`` output, ``drain()``) is decoded back wi
 peer's codec and checked field by field.  Timers are only values here: a test "fires"
 the restart timer by calling ``stale_expired``.
 
-Tests marked ``xfail(strict=True)`` with a reason starting ``BUG`` document defects of
-the manager found while writing these tests; they pass (XPASS fails the run) once fixed.
+Five tests are regression tests for defects these tests found (set_connected never
+re-deciding, eBGP LOCAL_PREF used, Restart Time 0 kept as 120 s, the pre-policy table
+left behind by the End-of-RIB sweep and by peer_down): they failed before the fix.
 """
 from __future__ import annotations
 
@@ -1147,10 +1148,6 @@ def test_end_of_rib_without_stale_routes_starts_and_cancels_nothing():
     assert node.rib.eor_complete("a")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG in RibManager.peer_down: `restart_time or self.settings.restart_time` treats an advertised "
-    "Restart Time of 0 as absent and keeps the stale routes for the 120 s default; RFC 4724 4.2: "
-    "stale routes MUST go when the session is not back within the advertised Restart Time"))
 def test_an_advertised_restart_time_of_zero_keeps_nothing_for_long():
     node = gr_node("b")
     node.up("a", 65002, gr_families=(IPV4_UNICAST,), gr_time=0)
@@ -1163,10 +1160,6 @@ def test_an_advertised_restart_time_of_zero_keeps_nothing_for_long():
     assert all(t.seconds in (0, None) for t in out.timers), out.timers
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG in RibManager._sweep_stale: with keep_pre_policy, the End-of-RIB sweep (and stale_expired) "
-    "removes the stale routes from the Adj-RIB-In but leaves them in rib_in_pre (peer_down never "
-    "marks or clears the pre-policy table for kept families), so it shows routes the peer no longer has"))
 def test_end_of_rib_sweep_also_clears_the_pre_policy_table():
     node = gr_node(keep_pre_policy=True)
     node.up("a", 65002, gr_families=(IPV4_UNICAST,))
@@ -1179,10 +1172,6 @@ def test_end_of_rib_sweep_also_clears_the_pre_policy_table():
     assert [str(p.key) for p in pr.rib_in_pre.paths(IPV4_UNICAST)] == ["10.1.0.0/24"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG in RibManager.peer_down: it only walks the families present in the post-policy Adj-RIB-In, "
-    "so with keep_pre_policy a family whose routes were all rejected (or looped) keeps its pre-policy "
-    "table after the session is gone, and the next session starts with the old session's routes in it"))
 def test_peer_down_clears_the_pre_policy_table_of_fully_rejected_families():
     imp = policy([], default="reject")
     node = Node(PeerTableConfig("a", import_policy=imp, keep_pre_policy=True))
@@ -1225,11 +1214,6 @@ def test_a_route_with_an_unreachable_next_hop_has_no_best():
     assert node.rib.process() == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG in RibManager.set_connected: NexthopTracker.set_connected already re-resolves the cached next "
-    "hops and returns the changed ones, which set_connected discards; its following nexthops.recheck() "
-    "then finds no change (the cache is already updated), so no destination is touched and routes whose "
-    "next hop became (un)reachable through a connected prefix are never re-decided"))
 def test_set_connected_makes_a_third_party_next_hop_valid_and_invalid():
     node = third_party_node()
     node.send("a", ipv4("10.1.0.0/24", nh="198.51.100.7"))
@@ -1474,9 +1458,6 @@ def test_addpath_paths_of_one_peer_are_separate_candidates():
 # ====================================================================== reported bugs (eBGP LOCAL_PREF)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG in RibManager.update_received: LOCAL_PREF received from an eBGP peer is stored and used by the "
-    "decision process; RFC 4271 5.1.5 says it MUST be ignored (an external AS can steer our best path)"))
 def test_local_pref_from_an_ebgp_peer_is_ignored():
     node = Node("a", "b")
     node.up("a", 65002)
