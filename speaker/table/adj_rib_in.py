@@ -8,14 +8,32 @@ a few attribute sets cost little more than the dictionaries themselves.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING, NamedTuple, cast, final
 
+from ..wire.attributes import PathAttribute
 from ..wire.constants import Family
-from ..wire.nlri import PathId, VpnPrefix
+from ..wire.nlri import Nlri, PathId, VpnPrefix
 from ..wire.update import Update
-from .path import Path, Source
+from .path import Key, Path, Source
+
+Attributes = tuple[PathAttribute, ...]
+Slot = Key | tuple[Key, int]  # an Adj-RIB-In's dictionary key: see _slot
+Announced = list[tuple[Family, list[Path]]]
+Withdrawn = list[tuple[Family, Key, int]]
+
+if TYPE_CHECKING:
+    @final
+    class VpnPathId(NamedTuple):
+        """For the type checker only: a :class:`PathId` as a VPN family's decoder makes
+        it, around a VpnPrefix (``PathId.nlri`` is typed for every family)."""
+
+        path_id: int
+        nlri: VpnPrefix
+else:
+    VpnPathId = PathId  # the same class at run time: testing for it costs nothing extra
 
 
-def nlri_key(n) -> tuple:
+def nlri_key(n: Nlri) -> tuple[Key, int]:
     """(RIB key, path id) of an NLRI: labels belong to the path, not the destination."""
     path_id = 0
     if type(n) is PathId:
@@ -27,34 +45,37 @@ def nlri_key(n) -> tuple:
 
 class AttributeInterner:
     def __init__(self) -> None:
-        self._seen: dict = {}
+        self._seen: dict[Attributes, Attributes] = {}
 
-    def __call__(self, attrs: tuple) -> tuple:
+    def __call__(self, attrs: Attributes) -> Attributes:
         return self._seen.setdefault(attrs, attrs)
 
     def clear(self) -> None:
         self._seen.clear()
 
 
-def update_paths(update: Update, source: Source, intern: AttributeInterner):
+def update_paths(update: Update, source: Source, intern: AttributeInterner) -> tuple[Announced, Withdrawn]:
     """What one UPDATE means for the table: ``(announced, withdrawn)``.
 
     ``announced`` is a list of ``(family, [Path, ...])`` groups (all paths of a group share
     attributes and next hop); ``withdrawn`` a list of ``(family, key, path id)``, RFC 7606
     treat-as-withdraw included.
     """
-    announced = []
+    announced: Announced = []
     reach = update.reachable()
     if reach:
         attrs = intern(update.path_attributes())
         new = tuple.__new__  # NamedTuple construction without its Python-level __new__
         for family, nh, nlri in reach:
+            paths: list[Path]
             if family.is_vpn:
                 paths = []
                 append = paths.append
-                for n in nlri:
+                # A VPN family's NLRI are VpnPrefix, bare or in a PathId (a cast per group,
+                # none per route: casting is a function call).
+                for n in cast("tuple[VpnPrefix | VpnPathId, ...]", nlri):
                     path_id = 0
-                    if type(n) is PathId:
+                    if type(n) is VpnPathId:
                         path_id, n = n.path_id, n.nlri
                     key = new(VpnPrefix, (n.rd, n.prefix, ()))
                     append(new(Path, (family, key, nh, attrs, n.labels, source, path_id, False)))
@@ -62,11 +83,11 @@ def update_paths(update: Update, source: Source, intern: AttributeInterner):
                 paths = [new(Path, (family, n.nlri, nh, attrs, (), source, n.path_id, False)) if type(n) is PathId
                          else new(Path, (family, n, nh, attrs, (), source, 0, False)) for n in nlri]
             announced.append((family, paths))
-    withdrawn = [(family, *nlri_key(n)) for family, nlri in update.unreachable() for n in nlri]
+    withdrawn: Withdrawn = [(family, *nlri_key(n)) for family, nlri in update.unreachable() for n in nlri]
     return announced, withdrawn
 
 
-def _slot(key, path_id: int):
+def _slot(key: Key, path_id: int) -> Slot:
     """Dictionary key in an Adj-RIB-In: the destination, or (destination, path id) with ADD-PATH."""
     return key if not path_id else (key, path_id)
 
@@ -75,7 +96,7 @@ class AdjRibIn:
     """Per peer: family -> {destination (or (destination, path id)): Path}."""
 
     def __init__(self) -> None:
-        self.tables: dict[Family, dict] = {}
+        self.tables: dict[Family, dict[Slot, Path]] = {}
         self.updates = 0
         self.faulty_updates = 0
 
@@ -95,11 +116,11 @@ class AdjRibIn:
         for p in paths:
             t[p.key if not p.path_id else (p.key, p.path_id)] = p
 
-    def pop(self, family: Family, key, path_id: int = 0) -> Path | None:
+    def pop(self, family: Family, key: Key, path_id: int = 0) -> Path | None:
         t = self.tables.get(family)
         return t.pop(_slot(key, path_id), None) if t else None
 
-    def get(self, family: Family, key, path_id: int = 0) -> Path | None:
+    def get(self, family: Family, key: Key, path_id: int = 0) -> Path | None:
         t = self.tables.get(family)
         return t.get(_slot(key, path_id)) if t else None
 

@@ -5,14 +5,17 @@ same attributes and next hop share one UPDATE (many prefixes per message).
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+from ..wire.attributes import MpNextHop, PathAttribute
 from ..wire.constants import Family
 from ..wire.context import CodecContext
-from ..wire.nlri import VpnPrefix
+from ..wire.nlri import Nlri, Prefix, VpnPrefix
 from ..wire.update import end_of_rib, pack_announcements, pack_withdrawals
 from .path import Key, Path
 
 
-def wire_nlri(p: Path):
+def wire_nlri(p: Path) -> Prefix | VpnPrefix:
     k = p.key
     return VpnPrefix(k.rd, k.prefix, p.labels) if type(k) is VpnPrefix else k
 
@@ -39,7 +42,7 @@ class AdjRibOut:
         self._withdraw.get(family, set()).discard(key)
         self._announce.setdefault(family, {})[key] = new
 
-    def restage_all(self, families) -> None:
+    def restage_all(self, families: Iterable[Family]) -> None:
         """Send everything again (route refresh, or a new session)."""
         for f in families:
             for key, p in self.tables.get(f, {}).items():
@@ -55,7 +58,7 @@ class AdjRibOut:
                 out += pack_withdrawals(family, list(keys), ctx)
         self._withdraw = {}
         for family, paths in self._announce.items():
-            groups: dict = {}
+            groups: dict[tuple[tuple[PathAttribute, ...], MpNextHop | None], list[Nlri]] = {}
             for p in paths.values():
                 groups.setdefault((p.attributes, p.next_hop), []).append(wire_nlri(p))
             for (attrs, nh), nlri in groups.items():

@@ -22,6 +22,7 @@ see the same prefix from spines of one AS anyway, and hosts of different ASes).
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .path import Path
@@ -58,7 +59,7 @@ def _peer_address(p: Path) -> int:
     return int(ip) + (1 << 129 if ip.version == 6 else 0)
 
 
-def _ecmp_tuple(p: Path, cfg: DecisionConfig) -> tuple:
+def _ecmp_tuple(p: Path, cfg: DecisionConfig) -> tuple[bool, int, int, int, bool]:
     """Steps 1-4 and 6: what must be equal for two paths to share the load."""
     return (p.source.is_local, p.local_pref, p.as_path.path_length(), p.origin, p.source.ibgp)
 
@@ -104,7 +105,7 @@ def _multipath_ok(best: Path, other: Path, cfg: DecisionConfig) -> bool:
     return True
 
 
-def select(paths, cfg: DecisionConfig = DEFAULT_DECISION) -> tuple[Path | None, tuple[Path, ...], str]:
+def select(paths: Sequence[Path], cfg: DecisionConfig = DEFAULT_DECISION) -> tuple[Path | None, tuple[Path, ...], str]:
     """Best path, the multipath set (best first) and why the best won."""
     best = None
     reason = "only path"

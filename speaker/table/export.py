@@ -12,7 +12,9 @@
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from ..wire.attributes import (
     AsPath,
@@ -21,6 +23,7 @@ from ..wire.attributes import (
     Med,
     MpNextHop,
     OriginatorId,
+    PathAttribute,
     UnknownAttribute,
 )
 from ..wire.constants import IPV4_UNICAST, Family
@@ -52,6 +55,7 @@ def export_path(path: Path, ctx: ExportContext) -> Path | None:
     if path.family not in ctx.families or path.source.name == ctx.peer_name:
         return None
     src = path.source
+    attrs: Sequence[PathAttribute] | None
     if ctx.ibgp:
         attrs = list(path.attributes)
         if src.ibgp and not (src.rr_client or ctx.rr_client):
@@ -103,25 +107,27 @@ def export_path(path: Path, ctx: ExportContext) -> Path | None:
 # eBGP attribute rewrites per attribute tuple: the paths of one UPDATE (and of one injected
 # batch) share their attribute tuple, so the AS prepend and the filtering run once for all
 # of them.  Keyed by identity and guarded by the object itself (kept alive in the entry).
-_EBGP: dict[int, tuple] = {}
+# Entry: (the attribute tuple, (local AS, peer AS, source is local), the rewritten attributes).
+_EBGP: dict[int, tuple[tuple[PathAttribute, ...], tuple[int, int, bool], tuple[PathAttribute, ...] | None]] = {}
 
 
-def _ebgp_attributes(path: Path, ctx: ExportContext, src_local: bool) -> tuple | None:
+def _ebgp_attributes(path: Path, ctx: ExportContext, src_local: bool) -> tuple[PathAttribute, ...] | None:
     """The attributes sent to an eBGP peer, or None when its AS is already in the path."""
     if ctx.peer_as in path.as_path.asns():
         return None
-    out = []
+    out: list[PathAttribute] = []
     for a in path.attributes:
         t = type(a)
         if t is AsPath:
-            out.append(a.prepend(ctx.local_as))
+            out.append(cast(AsPath, a).prepend(ctx.local_as))
         elif t in (LocalPref, OriginatorId, ClusterList):
             continue
         elif t is Med and not src_local:
             continue
         elif t is UnknownAttribute:
-            if a.transitive:
-                out.append(a if src_local else a.passed_on())
+            u = cast(UnknownAttribute, a)
+            if u.transitive:
+                out.append(u if src_local else u.passed_on())
         else:
             out.append(a)
     if path.get(AsPath) is None:

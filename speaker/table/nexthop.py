@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import ipaddress
 from collections import defaultdict
+from collections.abc import Iterable
+from typing import cast
 
 from ..wire.constants import Family
-from .path import Path
+from ..wire.nlri import Prefix
+from .path import Key, Path
 
 
 def _addr(text: str) -> tuple[int, int]:
@@ -61,29 +64,31 @@ class NexthopTracker:
     def __init__(self) -> None:
         self.connected = UnderlayIndex()
         self.routes = UnderlayIndex()
-        self._cache: dict[tuple[str, tuple | None], bool] = {}
+        # (next hop address, the path's own (network, length) or None) -> resolvable
+        self._cache: dict[tuple[str, tuple[int, int] | None], bool] = {}
         # Underlay changes are queued and indexed only when some next hop needs
         # resolving: a fabric of directly connected eBGP sessions never pays for it.
-        self._pending: list = []
+        self._pending: list[tuple[int, Prefix, bool]] = []  # (afi, unicast prefix, present)
         # next hop address -> {(family, key)}
-        self.dependents: dict[str, set] = defaultdict(set)
+        self.dependents: dict[str, set[tuple[Family, Key]]] = defaultdict(set)
+        self._connected_set: set[tuple[int, int, int]] = set()
 
     def valid(self, path: Path) -> bool:
         """Local paths, link-local next hops and the peer's own address need no resolution;
         anything else must be covered by a connected prefix or another valid unicast route."""
-        nh = path.next_hop
-        if nh is None:
+        next_hop = path.next_hop
+        if next_hop is None:
             return True
-        nh = nh.address
+        nh = next_hop.address
         if nh == path.source.address or nh[:5] == "fe80:" or path.source.name == "local":
             return True
         if self._pending:
             self._apply_pending()
         own = None
-        if not path.family.is_vpn:
-            k = path.key
+        k = path.key
+        if type(k) is Prefix:  # a unicast path (VPN keys are VpnPrefix)
             own = (int.from_bytes(k.packed, "big"), k.length)
-        self.dependents[nh].add((path.family, path.key))
+        self.dependents[nh].add((path.family, k))
         ck = (nh, own)
         r = self._cache.get(ck)
         if r is None:
@@ -94,21 +99,22 @@ class NexthopTracker:
 
     def set_connected(self, prefixes: set[tuple[int, int, int]]) -> set[str]:
         """Replace the connected prefixes ((version, network, length) triples)."""
-        old = set(getattr(self, "_connected_set", set()))
-        for v, n, l in old - prefixes:
-            self.connected.remove(v, n, l)
-        for v, n, l in prefixes - old:
-            self.connected.add(v, n, l)
+        old = set(self._connected_set)
+        for version, network, length in old - prefixes:
+            self.connected.remove(version, network, length)
+        for version, network, length in prefixes - old:
+            self.connected.add(version, network, length)
         self._connected_set = set(prefixes)
         return self._recheck() if old != prefixes else set()
 
-    def underlay_update(self, family: Family, key, present: bool) -> None:
+    def underlay_update(self, family: Family, key: Key, present: bool) -> None:
         self.underlay_changes(family, [(key, present)])
 
-    def underlay_changes(self, family: Family, changes: list) -> None:
+    def underlay_changes(self, family: Family, changes: Iterable[tuple[Key, bool]]) -> None:
         """A batch of ``(key, present)`` for one unicast family."""
         afi = family.afi
-        self._pending.extend((afi, key, present) for key, present in changes)
+        unicast = cast("Iterable[tuple[Prefix, bool]]", changes)  # a unicast family's keys are prefixes
+        self._pending.extend((afi, key, present) for key, present in unicast)
 
     def _apply_pending(self) -> None:
         pending, self._pending = self._pending, []
@@ -125,7 +131,7 @@ class NexthopTracker:
         """Re-resolve every cached next hop; return those whose answer changed."""
         if self._pending:
             self._apply_pending()
-        changed = set()
+        changed: set[str] = set()
         for (nh, own), before in list(self._cache.items()):
             version, addr = _addr(nh)
             now = bool(self.connected.covering(version, addr) or self.routes.covering(version, addr, own))
@@ -134,9 +140,9 @@ class NexthopTracker:
                 changed.add(nh)
         return changed
 
-    def recheck(self) -> dict[Family, set]:
+    def recheck(self) -> dict[Family, set[Key]]:
         """After underlay updates: the (family -> keys) whose next hop changed state."""
-        out: dict[Family, set] = defaultdict(set)
+        out: dict[Family, set[Key]] = defaultdict(set)
         if not self._cache:
             return out  # nothing depends on the underlay yet; changes stay queued
         if self._pending:
@@ -146,7 +152,7 @@ class NexthopTracker:
                 out[fam].add(key)
         return out
 
-    def forget(self, nh: str, family: Family, key) -> None:
+    def forget(self, nh: str, family: Family, key: Key) -> None:
         deps = self.dependents.get(nh)
         if deps is not None:
             deps.discard((family, key))

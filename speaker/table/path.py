@@ -7,7 +7,7 @@ the separate ``next_hop`` field and the destination is ``key``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from ..wire.attributes import (
     AsPath,
@@ -15,6 +15,7 @@ from ..wire.attributes import (
     Communities,
     ExtendedCommunities,
     LargeCommunities,
+    LargeCommunity,
     LocalPref,
     Med,
     MpNextHop,
@@ -23,9 +24,11 @@ from ..wire.attributes import (
     PathAttribute,
 )
 from ..wire.constants import Family
+from ..wire.extcommunity import ExtCommunity
 from ..wire.nlri import Prefix, VpnPrefix
 
 Key = Prefix | VpnPrefix  # VpnPrefix keys carry no labels: (rd, prefix)
+A = TypeVar("A", bound=PathAttribute)
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,8 @@ class Path(NamedTuple):
 
     # ---------------------------------------------------------------- attribute access
 
-    def get(self, cls):
+    def get(self, cls: type[A]) -> A | None:
+        """The attribute of exactly type ``cls``, or None."""
         for a in self.attributes:
             if type(a) is cls:
                 return a
@@ -73,7 +77,7 @@ class Path(NamedTuple):
         kept = tuple(a for a in self.attributes if type(a) is not type(attr))
         return self._replace(attributes=kept + (attr,))
 
-    def without(self, cls) -> "Path":
+    def without(self, cls: type[PathAttribute]) -> "Path":
         return self._replace(attributes=tuple(a for a in self.attributes if type(a) is not cls))
 
     def with_next_hop(self, nh: MpNextHop | None) -> "Path":
@@ -104,16 +108,16 @@ class Path(NamedTuple):
         return c.communities if c is not None else ()
 
     @property
-    def ext_communities(self) -> tuple:
+    def ext_communities(self) -> tuple[ExtCommunity, ...]:
         c = self.get(ExtendedCommunities)
         return c.communities if c is not None else ()
 
     @property
-    def route_targets(self) -> tuple:
+    def route_targets(self) -> tuple[ExtCommunity, ...]:
         return tuple(c for c in self.ext_communities if c.is_route_target)
 
     @property
-    def large_communities(self) -> tuple:
+    def large_communities(self) -> tuple[LargeCommunity, ...]:
         c = self.get(LargeCommunities)
         return c.communities if c is not None else ()
 

@@ -7,7 +7,7 @@ per destination.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from ..wire.constants import Family
 from .decision import DEFAULT_DECISION, DecisionConfig, select
@@ -23,7 +23,7 @@ class Destination:
 
     __slots__ = ("key", "paths", "best", "multipath", "reason", "old_best")
 
-    def __init__(self, key: Key, paths: tuple = ()) -> None:
+    def __init__(self, key: Key, paths: tuple[Path, ...] = ()) -> None:
         self.key = key
         self.paths: tuple[Path, ...] = paths
         self.best: Path | None = None
@@ -110,6 +110,8 @@ class LocRib:
         dirty, self.dirty = self.dirty, set()
         valid = self.valid
         cfg = self.cfg
+        best: Path | None
+        multi: tuple[Path, ...]
         for key in dirty:
             d = self.dests.get(key)
             if d is None:
@@ -132,7 +134,8 @@ class LocRib:
                 del self.dests[key]
         return changes
 
-    def best_paths(self):
+    def best_paths(self) -> Iterator[Destination]:
+        """The destinations that have a best path."""
         for d in self.dests.values():
             if d.best is not None:
                 yield d

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from typing import NamedTuple
+from typing import NamedTuple, final
 
 from .constants import Afi, Family, UpdateSubcode
 from .errors import LocalProtocolError, UpdateMessageError
@@ -23,6 +23,9 @@ WITHDRAW_LABEL = 0x800000  # RFC 8277 section 2.4: label field of a withdrawal
 BOTTOM_OF_STACK = 1
 
 
+# Prefix, VpnPrefix and PathId are final (never subclassed): code tests them with the fast
+# ``type(n) is VpnPrefix``, and final lets mypy narrow the other branch of that test too.
+@final
 class Prefix(NamedTuple):
     """An IPv4 or IPv6 prefix.  ``packed`` is the full-width network address."""
 
@@ -66,6 +69,7 @@ class Prefix(NamedTuple):
         return bytes((self.length,)) + self.packed[: (self.length + 7) >> 3]
 
 
+@final
 class VpnPrefix(NamedTuple):
     """A labeled VPN-IPv4/VPN-IPv6 NLRI: route distinguisher + prefix, with its label stack.
 
@@ -84,6 +88,7 @@ class VpnPrefix(NamedTuple):
         return f"{self.rd}:{self.prefix}"
 
 
+@final
 class PathId(NamedTuple):
     """An NLRI received or sent with an ADD-PATH path identifier (RFC 7911)."""
 
