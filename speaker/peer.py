@@ -61,22 +61,61 @@ class PeerEvents(Protocol):
     def on_route_refresh(self, peer: "Peer", rr: RouteRefresh) -> None: ...
 
 
+SLICE = 32 * 1024
+"""Bytes handed to the session per turn of the event loop.  A read can bring 256 KiB
+(tens of thousands of routes); the rest waits, with reading paused, while other peers'
+keepalives, the decision run and API requests get their turn."""
+
+
 class _Protocol(asyncio.Protocol):
-    """Feeds one TCP connection into one :class:`Conn`."""
+    """Feeds one TCP connection into one :class:`Conn`, at most :data:`SLICE` bytes per
+    turn of the event loop."""
 
     def __init__(self, peer: "Peer", conn: "Conn | None" = None) -> None:
         self.peer = peer
         self.conn = conn
         self.transport: asyncio.Transport | None = None
+        self._backlog = bytearray()
+        self._pumping = False
+        self._paused = False
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
-        if self.conn is not None:
+        if self.conn is None:
+            return
+        if not self._pumping and len(data) <= SLICE:
             self.peer._data(self.conn, data)
+            return
+        self._backlog += data
+        if not self._pumping:
+            self._pumping = True
+            self._pump()
+
+    def _pump(self) -> None:
+        if self.conn is not None and self._backlog:
+            chunk = bytes(self._backlog[:SLICE])
+            del self._backlog[:SLICE]
+            self.peer._data(self.conn, chunk)
+        if self.conn is not None and self._backlog:
+            if not self._paused and self.transport is not None and not self.transport.is_closing():
+                self.transport.pause_reading()
+                self._paused = True
+            asyncio.get_running_loop().call_soon(self._pump)
+            return
+        self._backlog.clear()
+        self._pumping = False
+        if self._paused:
+            self._paused = False
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.resume_reading()
 
     def connection_lost(self, exc) -> None:
+        if self.conn is not None and self._backlog:
+            data = bytes(self._backlog)  # what arrived before the close still counts (a NOTIFICATION)
+            self._backlog.clear()
+            self.peer._data(self.conn, data)
         if self.conn is not None:
             self.peer._lost(self.conn, exc)
 

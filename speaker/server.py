@@ -39,6 +39,7 @@ from .wire.update import Update
 
 log = logging.getLogger("l3fab.speaker")
 CONNECTED_POLL = 2.0  # seconds between reads of the host's interface addresses
+DECISION_CHUNK = 5_000  # destinations per family decided in one turn of the event loop
 
 
 class Speaker:
@@ -295,6 +296,8 @@ class Speaker:
             return
         self.converged_at = time.time()
         self.process()
+        while self.rib.dirty() and not self.stopping:  # once, at convergence: consumers see the whole table
+            self.process()
         log.info("RIB converged (%s)", why)
         for c in self.consumers:
             c.rib_converged(self.rib)
@@ -312,11 +315,13 @@ class Speaker:
             self._process_handle = None
         if self.stopping:
             return
-        changed = self.rib.process()
+        changed = self.rib.process(DECISION_CHUNK)
         for fam, dests in changed:
             for c in self.consumers:
                 if fam in c.families:
                     c.rib_changed(fam, dests)
+        if self.rib.dirty():
+            self.schedule_process()  # the rest in the next turn: keepalives and the API go first
         if not self.rib.pending_out():
             return
         if self.config.mrai <= 0:

@@ -411,16 +411,17 @@ class RibManager:
 
     # ------------------------------------------------------------------ decision and export
 
-    def process(self) -> list[tuple[Family, list[Destination]]]:
-        """Run the decision for everything dirty, ripple next-hop changes, stage the new
-        best paths towards every established peer; return the changed destinations per
+    def process(self, limit: int | None = None) -> list[tuple[Family, list[Destination]]]:
+        """Run the decision for what is dirty (at most ``limit`` destinations per family and
+        round: :meth:`dirty` says whether work is left), ripple next-hop changes, stage the
+        new best paths towards every established peer; return the changed destinations per
         family (for Loc-RIB consumers)."""
         changed: list[tuple[Family, list[Destination]]] = []
         nexthops = self.nexthops
         for _ in range(RIPPLE_ROUNDS):
             underlay = False
             for fam, rib in self.ribs.items():
-                ds = rib.process()
+                ds = rib.process(limit)
                 if not ds:
                     continue
                 changed.append((fam, ds))
@@ -446,6 +447,10 @@ class RibManager:
                     for d in ds:
                         stage(fam, d.key, self._export(pr, d.best))
         return changed
+
+    def dirty(self) -> bool:
+        """Destinations wait for a decision run."""
+        return any(r.dirty for r in self.ribs.values())
 
     def pending_out(self) -> bool:
         return any(pr.rib_out.pending() for pr in self.peers.values() if pr.negotiated is not None)

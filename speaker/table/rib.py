@@ -100,14 +100,20 @@ class LocRib:
             if k in self.dests:
                 self.dirty.add(k)
 
-    def process(self) -> list[Destination]:
-        """Re-decide dirty destinations; return those whose best or multipath set changed
-        (``old_best`` holds the previous best; a destination left without paths has
-        ``best`` None and is no longer in :attr:`dests`)."""
+    def process(self, limit: int | None = None) -> list[Destination]:
+        """Re-decide dirty destinations (at most ``limit`` of them; the rest stay dirty);
+        return those whose best or multipath set changed (``old_best`` holds the previous
+        best; a destination left without paths has ``best`` None and is no longer in
+        :attr:`dests`)."""
         changes: list[Destination] = []
         if not self.dirty:
             return changes
-        dirty, self.dirty = self.dirty, set()
+        dirty: Iterable[Key]
+        if limit is None or len(self.dirty) <= limit:
+            dirty, self.dirty = self.dirty, set()
+        else:
+            pop = self.dirty.pop
+            dirty = [pop() for _ in range(limit)]
         valid = self.valid
         cfg = self.cfg
         best: Path | None
