@@ -128,6 +128,7 @@ def _neighbor(path: str, d: Any, defaults: dict) -> NeighborConfig:
     families = _families(f"{path}.families", d["families"]) if "families" in d else (IPV4_UNICAST, IPV6_UNICAST)
     addpath = _families(f"{path}.addpath-receive", d["addpath-receive"]) if "addpath-receive" in d else ()
     name = _str(f"{path}.name", d["name"]) if "name" in d else (address or interface)
+    assert name is not None  # an address or an interface is set (checked above)
     max_prefix = None
     if "max-prefix" in d:
         mp = d["max-prefix"]
@@ -146,7 +147,8 @@ def _neighbor(path: str, d: Any, defaults: dict) -> NeighborConfig:
         try:
             host_locator = str(ipaddress.ip_network(str(d["host-locator"]), strict=True))
         except ValueError:
-            raise ConfigError(f"{path}.host-locator", d["host-locator"], "is not a prefix (the host's locator, e.g. 2001:db8:0:11::/64)") from None
+            raise ConfigError(f"{path}.host-locator", d["host-locator"],
+                              "is not a prefix (the host's locator, e.g. 2001:db8:0:11::/64)") from None
     return NeighborConfig(
         name=name,
         remote_as=_remote_as(f"{path}.remote-as", d["remote-as"]),
@@ -205,7 +207,8 @@ def parse_config(data: Any, source: str = "", sections: frozenset[str] = frozens
     for i, n in enumerate(neighbors):
         key = f"{n.address}%{n.interface}" if n.address else f"%{n.interface}"
         if key in seen or n.name in seen:
-            raise ConfigError(f"neighbors[{i}]", n.address or n.interface, f"duplicates neighbors[{seen.get(key, seen.get(n.name))}]")
+            raise ConfigError(f"neighbors[{i}]", n.address or n.interface,
+                              f"duplicates neighbors[{seen.get(key, seen.get(n.name))}]")
         seen[key] = i
         seen[n.name] = i
     role = data.get("role", "host")
@@ -241,7 +244,8 @@ def parse_config(data: Any, source: str = "", sections: frozenset[str] = frozens
         for attr in ("import_policy", "export_policy"):
             name = getattr(n, attr)
             if name is not None and (policies is None or name not in policies.policies):
-                raise ConfigError(f"neighbors[{i}].{attr.replace('_', '-')}", name, "is not a policy defined under policies")
+                raise ConfigError(f"neighbors[{i}].{attr.replace('_', '-')}", name,
+                                  "is not a policy defined under policies")
     cluster_id = _ipv4("cluster-id", data["cluster-id"]) if "cluster-id" in data else None
     return NodeConfig(
         role=role,

@@ -26,6 +26,7 @@ from .table.adj_rib_in import AdjRibIn
 from .table.path import Key
 from .table.rib import Destination
 from .wire.constants import SUPPORTED_FAMILIES, Family
+from .wire.nlri import VpnPrefix
 from .wire.route_refresh import RouteRefresh
 
 BULK_CHUNK = 5_000  # routes validated or applied between two turns of the event loop
@@ -141,7 +142,7 @@ def neighbor(speaker: Speaker, params: Params) -> dict[str, Any]:
 
 
 def _prefix_text(key: Key) -> str:
-    return str(key.prefix if hasattr(key, "rd") else key)
+    return str(key.prefix if type(key) is VpnPrefix else key)
 
 
 def _loc_rib_rows(speaker: Speaker, fams: list[Family], prefix: str | None, limit: int | None,

@@ -5,8 +5,10 @@ next-hop-self address for a session.  Export rules live in :mod:`speaker.table.e
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any, TypeVar
 
 from .errors import RouteSpecError
 from .table.path import LOCAL, Path
@@ -28,6 +30,8 @@ from .wire.constants import IPV4_UNICAST, IPV6_UNICAST, VPNV4, VPNV6, Family
 from .wire.extcommunity import ExtCommunity, route_target
 from .wire.nlri import Prefix, VpnPrefix
 from .wire.rd import RouteDistinguisher
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -63,14 +67,14 @@ def unicast_route(prefix: str) -> LocalRoute:
     return LocalRoute(IPV4_UNICAST if pfx.afi == 1 else IPV6_UNICAST, pfx, None, _attributes((None,) * 8))
 
 
-def _field(spec: dict, name: str, fn, where: str):
+def _field(spec: dict[str, Any], name: str, fn: Callable[[Any], T], where: str) -> T:
     try:
         return fn(spec[name])
     except (ValueError, TypeError) as e:
         raise RouteSpecError(f"{where}.{name}: {e}") from None
 
 
-def _list(v) -> list:
+def _list(v: object) -> list[Any]:
     if isinstance(v, (list, tuple)):
         return list(v)
     return [x for x in str(v).replace(",", " ").split() if x]
@@ -86,12 +90,12 @@ _KNOWN_FIELDS = frozenset({"prefix", "family", "rd", "labels", "label", "next_ho
                            "local_pref", "communities", "route_targets", "ext_communities", "large_communities"})
 
 
-def _freeze(v):
+def _freeze(v: object) -> object:
     return tuple(v) if type(v) is list else v
 
 
 @lru_cache(maxsize=4096)
-def _attributes(attr_spec: tuple) -> tuple[PathAttribute, ...]:
+def _attributes(attr_spec: tuple[Any, ...]) -> tuple[PathAttribute, ...]:
     """The attribute tuple for one combination of attribute fields.  Cached: routes
     injected together usually share it, and a shared tuple also makes packing them into
     common UPDATEs cheap."""
@@ -143,7 +147,7 @@ def _next_hop(text: str) -> MpNextHop:
     return MpNextHop(str(ipaddress.ip_address(text)))
 
 
-def parse_route(spec: dict, where: str = "route") -> LocalRoute:
+def parse_route(spec: dict[str, Any], where: str = "route") -> LocalRoute:
     """Build a :class:`LocalRoute` from an API/CLI dictionary.
 
     Keys: prefix (required), family, rd, labels, next_hop, origin, as_path, med,
@@ -154,7 +158,8 @@ def parse_route(spec: dict, where: str = "route") -> LocalRoute:
     unknown = spec.keys() - _KNOWN_FIELDS
     if unknown:
         k = sorted(unknown)[0]
-        raise RouteSpecError(f"{where}.{k}: {spec[k]!r} is not a route field (known: {', '.join(sorted(_KNOWN_FIELDS))})")
+        known = ", ".join(sorted(_KNOWN_FIELDS))
+        raise RouteSpecError(f"{where}.{k}: {spec[k]!r} is not a route field (known: {known})")
     if "prefix" not in spec:
         raise RouteSpecError(f"{where}.prefix: missing")
     pfx = _field(spec, "prefix", Prefix.parse, where)
@@ -162,7 +167,8 @@ def parse_route(spec: dict, where: str = "route") -> LocalRoute:
     if spec.get("family"):
         family = _field(spec, "family", Family.parse, where)
     else:
-        family = {(1, False): IPV4_UNICAST, (2, False): IPV6_UNICAST, (1, True): VPNV4, (2, True): VPNV6}[(pfx.afi, rd is not None)]
+        family = {(1, False): IPV4_UNICAST, (2, False): IPV6_UNICAST,
+                  (1, True): VPNV4, (2, True): VPNV6}[(pfx.afi, rd is not None)]
     if family.afi != pfx.afi:
         raise RouteSpecError(f"{where}.family: {family.name!r} does not fit prefix {pfx}")
     if family.is_vpn and rd is None:
@@ -177,7 +183,8 @@ def parse_route(spec: dict, where: str = "route") -> LocalRoute:
             if not all(0 <= x < 1 << 20 for x in labels) or len(labels) > 1:
                 raise ValueError
         except ValueError:
-            raise RouteSpecError(f"{where}.labels: {raw_labels!r} is not one MPLS label (0-1048575); RFC 8277 VPN routes carry exactly one") from None
+            raise RouteSpecError(f"{where}.labels: {raw_labels!r} is not one MPLS label (0-1048575); "
+                                 "RFC 8277 VPN routes carry exactly one") from None
     if family.is_vpn and not labels:
         labels = (0,)  # the fabric does not forward on MPLS; a label field is still required on the wire
     nh = None
@@ -197,15 +204,15 @@ def parse_route(spec: dict, where: str = "route") -> LocalRoute:
         attrs = _attributes(attr_spec)
     except _FieldError as e:
         raise RouteSpecError(f"{where}.{e.field}: {e}") from None
-    nlri = VpnPrefix(rd, pfx, labels) if family.is_vpn else pfx
+    nlri = VpnPrefix(rd, pfx, labels) if rd is not None else pfx  # rd is given exactly for the VPN families
     return LocalRoute(family, nlri, nh, tuple(attrs))
 
 
-def parse_route_key(spec: dict, where: str = "route") -> tuple[Family, Prefix | VpnPrefix]:
+def parse_route_key(spec: dict[str, Any], where: str = "route") -> tuple[Family, Prefix | VpnPrefix]:
     """The (family, RIB key) a withdraw request names: prefix, and rd for VPN routes."""
     if not isinstance(spec, dict):
         raise RouteSpecError(f"{where}: {spec!r} is not an object")
-    slim = {k: spec[k] for k in ("prefix", "rd", "family") if k in spec}
+    slim: dict[str, Any] = {k: spec[k] for k in ("prefix", "rd", "family") if k in spec}
     if slim.get("rd"):
         slim["next_hop"] = "::"  # placeholder: a key needs no next hop
     r = parse_route(slim, where)

@@ -12,7 +12,7 @@ import logging
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, cast
 
 from .config import NeighborConfig, NodeConfig
 from .netutil import discover_link_local_peer, ifindex, send_router_advertisement, set_gtsm, set_md5
@@ -79,8 +79,8 @@ class _Protocol(asyncio.Protocol):
         self._pumping = False
         self._paused = False
 
-    def connection_made(self, transport) -> None:  # type: ignore[override]
-        self.transport = transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # a stream protocol's transport
 
     def data_received(self, data: bytes) -> None:
         if self.conn is None:
@@ -111,7 +111,7 @@ class _Protocol(asyncio.Protocol):
             if self.transport is not None and not self.transport.is_closing():
                 self.transport.resume_reading()
 
-    def connection_lost(self, exc) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
         if self.conn is not None and self._backlog:
             data = bytes(self._backlog)  # what arrived before the close still counts (a NOTIFICATION)
             self._backlog.clear()
@@ -357,7 +357,7 @@ class Peer:
     def _data(self, conn: Conn, data: bytes) -> None:
         self._apply(conn, conn.session.data_received(data))
 
-    def _lost(self, conn: Conn, exc) -> None:
+    def _lost(self, conn: Conn, exc: Exception | None) -> None:
         conn.protocol = None
         reason = f"connection lost ({exc})" if exc else "connection closed by peer"
         self._apply(conn, conn.session.connection_failed(reason))
@@ -368,7 +368,9 @@ class Peer:
         proto.conn = conn
         conn.protocol = proto
         conn.locally_initiated = locally
-        sock = proto.transport.get_extra_info("socket")
+        transport = proto.transport
+        assert transport is not None  # bound once connected
+        sock = transport.get_extra_info("socket")
         try:
             conn.local_address = sock.getsockname()[0].split("%")[0]
             conn.remote_address = sock.getpeername()[0].split("%")[0]
@@ -379,10 +381,12 @@ class Peer:
     def accept(self, proto: _Protocol) -> None:
         """An inbound TCP connection that :meth:`matches` this neighbour."""
         st = self.session.state
+        transport = proto.transport
+        assert transport is not None  # an accepted connection
         if not self.enabled:
-            proto.transport.close()
+            transport.close()
             return
-        sock = proto.transport.get_extra_info("socket")
+        sock = transport.get_extra_info("socket")
         if self.cfg.ttl_security:
             try:
                 set_gtsm(sock)
@@ -406,18 +410,20 @@ class Peer:
         else:
             # Established (or a collision already being resolved): refuse the newcomer.
             n = Notification(ErrorCode.CEASE, CeaseSubcode.CONNECTION_COLLISION)
-            proto.transport.write(n.encode())
-            proto.transport.close()
+            transport.write(n.encode())
+            transport.close()
 
     def _resolve_collision(self, newer: Conn) -> None:
         """RFC 4271 section 6.8, once the newer connection's OPEN told us the peer's id."""
-        remote_id = newer.session.peer_open.router_id
+        peer_open = newer.session.peer_open
+        assert peer_open is not None  # called once the newer connection's OPEN arrived
+        remote_id = peer_open.router_id
         old = self.primary
         if old.session.state is State.ESTABLISHED:
             self._apply(newer, newer.session.collision_close())
             self.secondary = None
             return
-        if old.session.collision_loser(remote_id, old.locally_initiated, newer.session.peer_open.asn):
+        if old.session.collision_loser(remote_id, old.locally_initiated, peer_open.asn):
             log.info("%s: collision, keeping the connection opened by the peer", self.cfg.name)
             self.primary, self.secondary = newer, None
             self._apply(old, old.session.collision_close())
@@ -439,9 +445,11 @@ class Peer:
         cfg = self.cfg
         address = cfg.address
         if address is None:
-            address = await loop.run_in_executor(None, discover_link_local_peer, cfg.interface, 0.5)
+            interface = cfg.interface
+            assert interface is not None  # a neighbour without an address is unnumbered
+            address = await loop.run_in_executor(None, discover_link_local_peer, interface, 0.5)
             if address is None:
-                self._apply(conn, conn.session.connection_failed(f"no link-local peer found on {cfg.interface}"))
+                self._apply(conn, conn.session.connection_failed(f"no link-local peer found on {interface}"))
                 return
             self.discovered_address = address
         ip = ipaddress.ip_address(address)
@@ -478,8 +486,10 @@ class Peer:
     async def _advertise_loop(self) -> None:
         """Router advertisements on an unnumbered link so FRR finds our link-local address."""
         loop = asyncio.get_running_loop()
+        interface = self.cfg.interface
+        assert interface is not None  # started for unnumbered neighbours only
         while self.enabled:
-            await loop.run_in_executor(None, send_router_advertisement, self.cfg.interface)
+            await loop.run_in_executor(None, send_router_advertisement, interface)
             await asyncio.sleep(2.0 if self.state is not State.ESTABLISHED else 15.0)
 
     # ------------------------------------------------------------------ sending

@@ -23,7 +23,7 @@ from .wire.attributes import (
 )
 from .table.path import Path
 from .wire.constants import Family
-from .wire.nlri import PathId, VpnPrefix
+from .wire.nlri import Nlri, PathId, VpnPrefix
 
 
 @dataclass(frozen=True)
@@ -63,8 +63,8 @@ class RouteView:
 _FIELDS = tuple(f.name for f in fields(RouteView))
 
 
-def route_view(family: Family, nlri, next_hop: MpNextHop | None, labels: tuple[int, ...],
-               attributes: tuple[PathAttribute, ...], **extra) -> RouteView:
+def route_view(family: Family, nlri: Nlri, next_hop: MpNextHop | None, labels: tuple[int, ...],
+               attributes: tuple[PathAttribute, ...], **extra: Any) -> RouteView:
     path_id = None
     if type(nlri) is PathId:
         path_id, nlri = nlri.path_id, nlri.nlri
@@ -73,37 +73,37 @@ def route_view(family: Family, nlri, next_hop: MpNextHop | None, labels: tuple[i
         rd, pfx = str(nlri.rd), nlri.prefix
     else:
         pfx = nlri
-    v: dict = dict(
+    v: dict[str, Any] = dict(
         family=family.name, prefix=str(pfx), rd=rd, labels=tuple(labels), path_id=path_id,
         next_hop=next_hop.address if next_hop else None,
         link_local_next_hop=next_hop.link_local if next_hop else None,
     )
     unknown = []
     for a in attributes:
-        t = type(a)
-        if t is Origin:
+        # type(a) in every test (not once, in a variable): that is what narrows ``a`` for mypy
+        if type(a) is Origin:
             v["origin"] = {0: "igp", 1: "egp", 2: "incomplete"}.get(a.origin, str(a.origin))
-        elif t is AsPath:
+        elif type(a) is AsPath:
             v["as_path"] = str(a)
-        elif t is Med:
+        elif type(a) is Med:
             v["med"] = a.med
-        elif t is LocalPref:
+        elif type(a) is LocalPref:
             v["local_pref"] = a.local_pref
-        elif t is Communities:
+        elif type(a) is Communities:
             v["communities"] = tuple(community_str(c) for c in a.communities)
-        elif t is ExtendedCommunities:
+        elif type(a) is ExtendedCommunities:
             v["ext_communities"] = tuple(str(c) for c in a.communities)
-        elif t is LargeCommunities:
+        elif type(a) is LargeCommunities:
             v["large_communities"] = tuple(str(c) for c in a.communities)
-        elif t is OriginatorId:
+        elif type(a) is OriginatorId:
             v["originator_id"] = a.originator
-        elif t is ClusterList:
+        elif type(a) is ClusterList:
             v["cluster_list"] = a.cluster_ids
-        elif t is AtomicAggregate:
+        elif type(a) is AtomicAggregate:
             v["atomic_aggregate"] = True
-        elif t is Aggregator:
+        elif type(a) is Aggregator:
             v["aggregator"] = f"{a.asn} {a.address}"
-        elif t is UnknownAttribute:
+        elif type(a) is UnknownAttribute:
             unknown.append(f"type {a.code} flags 0x{a.attr_flags:02x} {a.raw[:32].hex()}")
     v["unknown_attributes"] = tuple(unknown)
     v.update(extra)
@@ -112,11 +112,9 @@ def route_view(family: Family, nlri, next_hop: MpNextHop | None, labels: tuple[i
 
 def path_view(p: Path, **extra: Any) -> RouteView:
     """A table path as an operator sees it."""
-    nlri: Any = p.key
-    if type(nlri) is VpnPrefix:
-        nlri = VpnPrefix(nlri.rd, nlri.prefix, p.labels)
-    if p.path_id:
-        nlri = PathId(p.path_id, nlri)
+    key = p.key
+    wire = VpnPrefix(key.rd, key.prefix, p.labels) if type(key) is VpnPrefix else key
+    nlri: Nlri = PathId(p.path_id, wire) if p.path_id else wire
     return route_view(p.family, nlri, p.next_hop, p.labels, p.attributes, **extra)
 
 

@@ -190,7 +190,7 @@ class Speaker:
             links = json.loads(out or b"[]")
         except (OSError, ValueError):
             return
-        prefixes = set()
+        prefixes: set[tuple[int, int, int]] = set()
         for link in links:
             for a in link.get("addr_info", []):
                 try:
