@@ -12,7 +12,7 @@ from typing import List, Optional
 
 import typer
 
-from l3fab.speaker.api import ApiClientError, call, serve
+from l3fab.speaker.api import ApiClientError, call
 from l3fab.speaker.config import DEFAULT_API_SOCKET
 from l3fab.speaker.errors import ConfigError
 
@@ -62,7 +62,8 @@ def _load(path: Path) -> AppConfig:
 @app.command()
 def run(config: Path = typer.Option(..., "--config", "-c", help="Node configuration (YAML)."),
         log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
-        socket_path: Optional[str] = typer.Option(None, "--socket", "-s", help="Override the config's api-socket.")) -> None:
+        socket_path: Optional[str] = typer.Option(None, "--socket", "-s",
+                                                  help="Override the config's api-socket.")) -> None:
     """Run the BGP speaker and serve the local API until SIGTERM/SIGINT."""
     level = getattr(logging, log_level.upper(), None)
     if not isinstance(level, int):
@@ -176,10 +177,10 @@ def show_fib(table: Optional[int] = typer.Option(None, "--table", help="Kernel t
     for col in ("Table", "Prefix", "Kind", "Next hops"):
         t.add_column(col, overflow="fold")
     for r in rows:
-        hops = ", ".join(
+        hop_text = ", ".join(
             f"{h['gateway'] or ''}{' dev ' + str(h['ifname'] or h['ifindex']) if (h['ifname'] or h['ifindex']) else ''}"
             f"{' encap seg6 ' + ','.join(h['encap']) if h['encap'] else ''}" for h in r["nexthops"])
-        t.add_row(str(r["table"]), r["prefix"], r["kind"], hops or "-")
+        t.add_row(str(r["table"]), r["prefix"], r["kind"], hop_text or "-")
     console.print(t)
 
 
@@ -358,7 +359,8 @@ def announce(prefix: Optional[str] = typer.Argument(None, help="Prefix, e.g. 10.
     if file is not None:
         routes = _routes_from_file(file)
     elif prefix:
-        routes = [_route_spec(prefix, next_hop, rd, rt, label, community, large_community, med, local_pref, as_path, origin)]
+        routes = [_route_spec(prefix, next_hop, rd, rt, label, community, large_community, med, local_pref, as_path,
+                              origin)]
     else:
         fail("prefix: missing (give a PREFIX or --file)", 2)
     res = _api(sock, "announce", {"routes": routes})
@@ -382,7 +384,8 @@ def withdraw(prefix: Optional[str] = typer.Argument(None, help="Prefix to withdr
 
 
 @neighbor.command("refresh")
-def neighbor_refresh(name: str, family: str = typer.Option("ipv4", "--family", "-f"), sock: Optional[str] = SocketOpt) -> None:
+def neighbor_refresh(name: str, family: str = typer.Option("ipv4", "--family", "-f"),
+                     sock: Optional[str] = SocketOpt) -> None:
     """Ask a neighbour to send its routes again (ROUTE-REFRESH, RFC 2918)."""
     _api(sock, "route_refresh", {"neighbor": name, "family": family})
     console.print(f"route refresh for {family} sent to {name}")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any, NoReturn
 
 from rich.console import Console
 from rich.table import Table
@@ -10,11 +11,11 @@ from rich.table import Table
 console = Console()
 
 
-def emit_json(data) -> None:
+def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
-def fail(message: str, code: int = 1):
+def fail(message: str, code: int = 1) -> NoReturn:
     """Print one error line and exit (2 for bad input, 1 for daemon-side failures)."""
     import typer
 
@@ -33,7 +34,7 @@ def _uptime(seconds: float) -> str:
     return f"{d}d{h:02d}h{m:02d}m" if d else f"{h:02d}:{m:02d}:{s:02d}"
 
 
-def neighbors_table(rows: list[dict]) -> Table:
+def neighbors_table(rows: list[dict[str, Any]]) -> Table:
     t = Table(title="BGP neighbors", header_style="bold")
     for col in ("Neighbor", "Address", "Remote AS", "State", "Up/Down", "Received", "Msgs in/out", "Last error"):
         t.add_column(col, overflow="fold")
@@ -50,7 +51,7 @@ def neighbors_table(rows: list[dict]) -> Table:
     return t
 
 
-def _status(r: dict) -> str:
+def _status(r: dict[str, Any]) -> str:
     """FRR-style path status: * valid, > best, = multipath, S stale."""
     if r.get("best") is None:
         return ""
@@ -58,7 +59,7 @@ def _status(r: dict) -> str:
     return s + ("S" if r.get("stale") else "")
 
 
-def routes_table(title: str, rows: list[dict]) -> Table:
+def routes_table(title: str, rows: list[dict[str, Any]]) -> Table:
     t = Table(title=title, header_style="bold")
     vpn = any(r.get("rd") for r in rows)
     loc = any(r.get("best") is not None for r in rows)
@@ -70,12 +71,15 @@ def routes_table(title: str, rows: list[dict]) -> Table:
         nh = r.get("next_hop") or "-"
         if r.get("link_local_next_hop"):
             nh += f" ({r['link_local_next_hop']})"
-        comms = " ".join(list(r.get("communities", ())) + list(r.get("ext_communities", ())) + list(r.get("large_communities", ())))
+        comms = " ".join(list(r.get("communities", ())) + list(r.get("ext_communities", ()))
+                         + list(r.get("large_communities", ())))
         row = ([_status(r)] if loc else []) + [r["family"], r["prefix"]]
         if vpn:
             row += [r.get("rd") or "-", ",".join(str(x) for x in r.get("labels", ())) or "-"]
-        row += [nh, r.get("as_path") or "", {"igp": "i", "egp": "e", "incomplete": "?"}.get(r.get("origin"), "-"),
-                "" if r.get("med") is None else str(r["med"]), "" if r.get("local_pref") is None else str(r["local_pref"]), comms]
+        origin = {"igp": "i", "egp": "e", "incomplete": "?"}.get(r.get("origin") or "", "-")
+        row += [nh, r.get("as_path") or "", origin,
+                "" if r.get("med") is None else str(r["med"]),
+                "" if r.get("local_pref") is None else str(r["local_pref"]), comms]
         if loc:
             row.append(r.get("source") or "")
         t.add_row(*row)

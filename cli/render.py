@@ -63,7 +63,8 @@ def l3fab(node: str = NodeOpt, lab: Path = LabOpt) -> None:
 
 
 @app.command("all")
-def render_all(out: Optional[Path] = typer.Option(None, "--out", help="Directory (default: generated/ next to the lab file)."),
+def render_all(out: Optional[Path] = typer.Option(None, "--out",
+                                                  help="Directory (default: generated/ next to the lab file)."),
                lab: Path = LabOpt) -> None:
     """Write every node's files to OUT/<node>/: the files the topology's binds name."""
     topo = _topology(lab)

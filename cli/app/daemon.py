@@ -89,7 +89,10 @@ class Daemon:
         self.api_socket = api_socket or node.api_socket
         self.worker = KernelWorker()
         export = host_export_policy(cfg)
-        self.speaker = Speaker(node, export, f"host-export {cfg.tenancy.locator} (built in)" if export else None)
+        export_name = None
+        if export is not None and cfg.tenancy is not None:  # there is one only with a tenancy section
+            export_name = f"host-export {cfg.tenancy.locator} (built in)"
+        self.speaker = Speaker(node, export, export_name)
         self.fib = FibFeed(node.fib, self.worker, self.speaker.peer_interfaces()) if node.fib.enabled else None
         self.tenants: TenantPlane | None = None
         if cfg.tenancy is not None:

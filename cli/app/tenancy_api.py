@@ -20,6 +20,12 @@ from .tenant_plane import TenantPlane
 ORIGIN_GROUP = "tenancy"
 
 
+def _arg(p: Params, key: str) -> Any:
+    """A request parameter as sent (None when absent): the intent validates it, so any
+    JSON value may arrive here and a wrong or missing one becomes an IntentError."""
+    return p.get(key)
+
+
 async def _applied(plane: TenantPlane, speaker: Speaker, out: Any) -> Any:
     speaker.set_origin_group(ORIGIN_GROUP, plane.intent.originated_routes())
     await plane.sync()
@@ -27,28 +33,28 @@ async def _applied(plane: TenantPlane, speaker: Speaker, out: Any) -> Any:
 
 
 async def tenant_create(plane: TenantPlane, speaker: Speaker, p: Params) -> Any:
-    out = plane.intent.create_tenant(p.get("name"), p.get("vni"), p.get("families") or "dual-stack",
-                                     p.get("peers") or ())
+    out = plane.intent.create_tenant(_arg(p, "name"), _arg(p, "vni"), _arg(p, "families") or "dual-stack",
+                                     _arg(p, "peers") or ())
     return await _applied(plane, speaker, out)
 
 
 async def tenant_peers(plane: TenantPlane, speaker: Speaker, p: Params) -> Any:
-    return await _applied(plane, speaker, plane.intent.set_peers(p.get("name"), p.get("peers") or ()))
+    return await _applied(plane, speaker, plane.intent.set_peers(_arg(p, "name"), _arg(p, "peers") or ()))
 
 
 async def tenant_delete(plane: TenantPlane, speaker: Speaker, p: Params) -> Any:
-    plane.intent.delete_tenant(p.get("name"))
+    plane.intent.delete_tenant(_arg(p, "name"))
     return await _applied(plane, speaker, None)
 
 
 async def endpoint_add(plane: TenantPlane, speaker: Speaker, p: Params) -> Any:
-    out = plane.intent.add_endpoint(p.get("name"), p.get("tenant"), p.get("interface"), p.get("ipv4"),
-                                    p.get("ipv6"), p.get("rate_limit"))
+    out = plane.intent.add_endpoint(_arg(p, "name"), _arg(p, "tenant"), _arg(p, "interface"), _arg(p, "ipv4"),
+                                    _arg(p, "ipv6"), _arg(p, "rate_limit"))
     return await _applied(plane, speaker, out)
 
 
 async def endpoint_remove(plane: TenantPlane, speaker: Speaker, p: Params) -> Any:
-    plane.intent.remove_endpoint(p.get("name"))
+    plane.intent.remove_endpoint(_arg(p, "name"))
     return await _applied(plane, speaker, None)
 
 
@@ -57,15 +63,15 @@ def tenant_list(plane: TenantPlane, p: Params) -> Any:
 
 
 def tenant_show(plane: TenantPlane, p: Params) -> Any:
-    return plane.intent.tenant(p.get("name")).to_dict()
+    return plane.intent.tenant(_arg(p, "name")).to_dict()
 
 
 def endpoint_list(plane: TenantPlane, p: Params) -> Any:
-    return [e.to_dict() for e in plane.intent.endpoints(p.get("tenant"))]
+    return [e.to_dict() for e in plane.intent.endpoints(_arg(p, "tenant"))]
 
 
 def endpoint_show(plane: TenantPlane, p: Params) -> Any:
-    return plane.intent.endpoint(p.get("name")).to_dict()
+    return plane.intent.endpoint(_arg(p, "name")).to_dict()
 
 
 def vrfs(plane: TenantPlane, p: Params) -> Any:
@@ -77,7 +83,7 @@ def vrf_rejected(plane: TenantPlane, p: Params) -> Any:
 
 
 async def endpoints(plane: TenantPlane, p: Params) -> Any:
-    return await plane.endpoints(p.get("tenant"))
+    return await plane.endpoints(_arg(p, "tenant"))
 
 
 async def dataplane(plane: TenantPlane, p: Params) -> Any:

@@ -235,9 +235,9 @@ class TenantPlane:
         if self.dataplane is not None:
             mode = "vrf-device" if self.dataplane.vrf_devices else "ip-rule"
         out = []
-        for t in self.intent.tenants():
-            row = t.to_dict()
-            row["imported_routes"] = counts.get(t.table, 0)
+        for tenant in self.intent.tenants():
+            row = tenant.to_dict()
+            row["imported_routes"] = counts.get(tenant.table, 0)
             row["mode"] = mode or "no dataplane"
             out.append(row)
         return out

@@ -13,12 +13,14 @@ that changed, as :class:`dataplane.model.RemoteRoute` (no SIDs = remove).
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Iterable, cast
 
 from l3fab.dataplane.model import RemoteRoute
 from l3fab.speaker.table.path import Path
 from l3fab.speaker.table.rib import Destination
 from l3fab.speaker.wire.attributes import ExtendedCommunities
+from l3fab.speaker.wire.nlri import VpnPrefix
+from l3fab.speaker.wire.rd import RouteDistinguisher
 
 from l3fab.tenancy.importing import ImportPolicy
 
@@ -28,19 +30,24 @@ class VrfImporter:
         self.policy = policy
         self.tables = dict(tables)  # tenant name -> kernel table
         self.maximum_paths = maximum_paths
-        self._placed: dict = {}  # VPN destination key -> (tables, sids) it contributes
-        self._vrf: dict[tuple[int, str], dict] = {}  # (table, prefix) -> {dest key: sids}
-        self._decisions: dict = {}
-        self.rejected: dict = {}  # dest key -> reason (routes offered but not imported), bounded
+        # VPN destination key -> (tables, sids) it contributes
+        self._placed: dict[VpnPrefix, tuple[tuple[int, ...], tuple[str, ...]]] = {}
+        # (table, prefix) -> {dest key: sids}
+        self._vrf: dict[tuple[int, str], dict[VpnPrefix, tuple[str, ...]]] = {}
+        # (extended communities, rd, next hop) -> (tables, reason)
+        self._decisions: dict[tuple[ExtendedCommunities | None, RouteDistinguisher, str | None],
+                              tuple[tuple[int, ...], str]] = {}
+        self.rejected: dict[VpnPrefix, str] = {}  # dest key -> reason (routes offered but not imported), bounded
         self.imported = 0
 
-    def _decide(self, path: Path) -> tuple[int, ...]:
+    def _decide(self, path: Path, rd: RouteDistinguisher) -> tuple[tuple[int, ...], str]:
+        """(kernel tables, reason) for one path of a VPN destination with route distinguisher ``rd``."""
         ext = path.get(ExtendedCommunities)
-        ck = (ext, path.key.rd, path.next_hop.address if path.next_hop else None)
+        ck = (ext, rd, path.next_hop.address if path.next_hop else None)
         hit = self._decisions.get(ck)
         if hit is None:
             rts = ext.route_targets() if ext is not None else ()
-            d = self.policy.decide(rts, path.key.rd, ck[2] or "")
+            d = self.policy.decide(rts, rd, ck[2] or "")
             hit = (tuple(self.tables[v] for v in d.vrfs if v in self.tables), d.reason)
             if len(self._decisions) > 100_000:
                 self._decisions.clear()
@@ -50,14 +57,14 @@ class VrfImporter:
     def update(self, dests: Iterable[Destination]) -> list[RemoteRoute]:
         changed: set[tuple[int, str]] = set()
         for d in dests:
-            key = d.key  # VpnPrefix (rd, prefix), no labels
+            key = cast(VpnPrefix, d.key)  # a VPN destination: (rd, prefix), no labels
             best = d.best
             want: tuple[tuple[int, ...], tuple[str, ...]] | None = None
             if best is not None and best.next_hop is not None:
-                tables, reason = self._decide(best)
+                tables, reason = self._decide(best, key.rd)
                 if tables:
                     sids = sorted({p.next_hop.address for p in (d.multipath or (best,))
-                                   if p.next_hop is not None and self._decide(p)[0] == tables})
+                                   if p.next_hop is not None and self._decide(p, key.rd)[0] == tables})
                     want = (tables, tuple(sids[: self.maximum_paths]))
                     self.rejected.pop(key, None)
                 elif len(self.rejected) < 10_000:
@@ -94,7 +101,7 @@ class VrfImporter:
     def routes(self) -> list[RemoteRoute]:
         return [self.route(t, p) for t, p in self._vrf]
 
-    def view(self, table: int | None = None) -> list[dict]:
+    def view(self, table: int | None = None) -> list[dict[str, Any]]:
         out = []
         for (t, prefix), slot in sorted(self._vrf.items(), key=lambda kv: (kv[0][0], kv[0][1])):
             if table is not None and t != table:
