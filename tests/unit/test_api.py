@@ -174,7 +174,8 @@ def test_speaker_in_process_feeds_consumers_and_serves_the_rib(tmp_path):
     rows, gone = asyncio.run(main())
     assert len(rows) == 12_000 and rows[0]["source"] == "local" and rows[0]["best"] is True
     assert gone == {"withdrawn": 1}
-    assert ("ipv4-unicast", "10.0.0.1/32", True) in consumer.changes and ("ipv4-unicast", "10.0.0.1/32", False) in consumer.changes
+    assert ("ipv4-unicast", "10.0.0.1/32", True) in consumer.changes
+    assert ("ipv4-unicast", "10.0.0.1/32", False) in consumer.changes
     assert sum(1 for c in consumer.changes if c[2]) == 12_000
 
 

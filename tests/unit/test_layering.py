@@ -480,7 +480,8 @@ def test_checker_finds_planted_offences():
     assert ("l3fab.speaker.wire.a", "l3fab.speaker.helpers") in {(i.source, i.target) for i in imports}
     # a relative import can climb to the root and into another package: still an edge
     climbing = _synthetic({"speaker/x/y.py": "from ...fib import z\n", "fib/__init__.py": "z = 1\n"})
-    assert layering_offences(climbing) == ["speaker -> fib is not allowed:", "    speaker/x/y.py:1: from ...fib import z"]
+    assert layering_offences(climbing) == ["speaker -> fib is not allowed:",
+                                           "    speaker/x/y.py:1: from ...fib import z"]
     assert bad_roots(_synthetic({"speaker/y.py": "from .... import z\n"})) == ["speaker/y.py:1: from .... import z"]
 
 
