@@ -172,6 +172,11 @@ class ExaBgp:
         if self.process is not None:
             self.lab.stop(self.process)
 
+    @property
+    def pid(self) -> int:
+        """The exabgp process's id (once :meth:`start` ran)."""
+        return self._started().pid
+
     # -- commands --------------------------------------------------------
 
     def announce(self, command: str, wait: bool = True, timeout: float = 10.0) -> str | None:

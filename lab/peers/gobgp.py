@@ -331,6 +331,13 @@ class GoBgp:
         if self.process is not None:
             self.lab.stop(self.process)
 
+    @property
+    def pid(self) -> int:
+        """gobgpd's process id (once :meth:`start` ran)."""
+        if self.process is None:
+            raise RuntimeError(f"gobgp {self.name} is not started")
+        return self.process.pid
+
     def _api(self) -> api_grpc.GobgpApiStub:
         if self.stub is None:
             raise RuntimeError(f"gobgp {self.name} is not started")

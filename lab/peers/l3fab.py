@@ -48,6 +48,13 @@ class L3fabNode:
         if self.process is not None:
             self.lab.stop(self.process)
 
+    @property
+    def pid(self) -> int:
+        """The l3fab process's id (once :meth:`start` ran)."""
+        if self.process is None:
+            raise RuntimeError(f"l3fab {self.ns.name} was not started")
+        return self.process.pid
+
     def api(self, method: str, **params: Any) -> Any:
         return call(self.socket, method, params)
 
