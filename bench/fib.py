@@ -20,6 +20,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from l3fab.bench.fib_routes import ip_batch
@@ -102,7 +103,7 @@ def run(n: int, n_seg6: int) -> tuple[str, list[str]]:
     return "\n".join(lines) + "\n", problems
 
 
-def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
     """A Markdown table; every column but the first is right-aligned."""
     cols = list(zip(header, *rows))
     widths = [max(len(c) for c in col) for col in cols]

@@ -10,6 +10,7 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from l3fab.lab.netns import Lab, Namespace, wait_until
 from l3fab.lab.peers.l3fab import L3fabNode
@@ -37,7 +38,8 @@ class _Timed:
 
     @property
     def rate(self) -> float | None:
-        return self.routes / self.seconds if self.ok and self.seconds > 0 else None
+        seconds = self.seconds
+        return self.routes / seconds if self.ok and seconds is not None and seconds > 0 else None
 
 
 @dataclass
@@ -81,13 +83,22 @@ class SendResult(_Timed):
     note: str = ""
 
 
-def best_of(results: list) -> IngestResult | SendResult:
+R = TypeVar("R", IngestResult, SendResult)
+
+
+def _seconds(r: _Timed) -> float:
+    """A successful result's time (``ok`` means it is set)."""
+    assert r.seconds is not None
+    return r.seconds
+
+
+def best_of(results: list[R]) -> R:
     """The fastest successful repetition (the least disturbed), knowing all their times."""
     ok = [r for r in results if r.ok]
     if not ok:
         return results[-1]
-    best = min(ok, key=lambda r: r.seconds)
-    best.runs = sorted(r.seconds for r in ok)
+    best = min(ok, key=_seconds)
+    best.runs = sorted(_seconds(r) for r in ok)
     return best
 
 
@@ -198,7 +209,7 @@ def l3fab_send(sender: SenderFrr, injector: L3fabNode, routes: RouteSet,
     result = SendResult("l3fab", "one API call", routes.family, routes.packing, routes.count)
     specs = routes.l3fab_routes()
     wait_quiet()
-    load = OtherLoad([sender.bgpd_pid, injector.process.pid])
+    load = OtherLoad([sender.bgpd_pid, injector.pid])
     session = SessionWatch(sender, INJECTOR)
     started = time.time()
     try:
@@ -243,7 +254,7 @@ def exabgp_send(lab: Lab, sender: SenderFrr, ns: Namespace, routes: RouteSet,
         first = wait_until(lambda: exabgp.last("first_command"), 60, 0.01,
                            what="ExaBGP sender: session up and first command written")
         started = first["first_command"]
-        load = OtherLoad([sender.bgpd_pid, *descendants(exabgp.process.pid)])
+        load = OtherLoad([sender.bgpd_pid, *descendants(exabgp.pid)])
         # ExaBGP sends ~1,000 routes a second when one command carries one route
         result.held, seen = wait_held(sender, EXABGP_SENDER, routes.family, routes.count,
                                       hold_timeout(routes.count, slowest_rate=100), interval=0.1)

@@ -26,13 +26,14 @@ from collections import Counter
 from pathlib import Path
 
 from l3fab.lab.netns import Lab, wait_until
+from l3fab.lab.peers.l3fab import L3fabNode
 from l3fab.speaker.api import call
 
 from .ingest import LAB_PREFIX, receiver_links
 from .measure import hold_timeout, start_injector, wait_held
 from .receivers import L3fabReceiver, wait_established
 from .routes import FAMILIES, RouteSet
-from .topology import INJECTOR, SenderFrr, connect
+from .topology import INJECTOR, Link, SenderFrr, connect
 
 RATE = 500  # samples a second
 PLUMBING = ("<frozen runpy>", "(typer/", "(cli/main.py)", "(asyncio/")
@@ -50,7 +51,8 @@ class Sampler:
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         time.sleep(1.0)  # attaching takes a moment; it must see the start
         if self.proc.poll() is not None:
-            raise RuntimeError(f"py-spy exited: {self.proc.stderr.read()[-1000:]}")
+            stderr = self.proc.stderr.read() if self.proc.stderr is not None else ""  # (a pipe: never None)
+            raise RuntimeError(f"py-spy exited: {stderr[-1000:]}")
 
     def stop(self) -> list[tuple[list[str], int]]:
         self.proc.send_signal(signal.SIGINT)  # py-spy writes its file on Ctrl-C
@@ -89,7 +91,7 @@ def hot_spots(stacks: list[tuple[list[str], int]], top: int) -> str:
     return "\n".join(lines)
 
 
-def sender_and_injector(lab: Lab, receivers: list) -> tuple[SenderFrr, object]:
+def sender_and_injector(lab: Lab, receivers: list[Link]) -> tuple[SenderFrr, L3fabNode]:
     sender = SenderFrr(lab, receivers).start()
     injector = start_injector(lab, connect(lab, sender.ns, INJECTOR, "inj"))
     return sender, injector
@@ -123,7 +125,7 @@ def profile_receive(lab: Lab, routes: RouteSet, py_spy: str, top: int) -> str:
 def profile_send(lab: Lab, routes: RouteSet, py_spy: str, top: int) -> str:
     sender, injector = sender_and_injector(lab, [])
     specs = routes.l3fab_routes()
-    sampler = Sampler(py_spy, injector.process.pid, Path(lab.workdir) / "py-spy.txt")
+    sampler = Sampler(py_spy, injector.pid, Path(lab.workdir) / "py-spy.txt")
     try:
         started = time.time()
         call(injector.socket, "announce", {"routes": specs}, timeout=hold_timeout(routes.count, 100))

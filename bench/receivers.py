@@ -101,19 +101,23 @@ class L3fabReceiver(Receiver):
     def start(self) -> None:
         self.node = L3fabNode(self.lab, self.ns, self.node_config(), log_level="info").start()
 
+    def _started(self) -> L3fabNode:
+        assert self.node is not None, "the l3fab receiver was not started"
+        return self.node
+
     def stop(self) -> None:
         if self.node is not None:
             self.node.stop()
 
     def pids(self) -> list[int]:
-        return [self.node.process.pid]
+        return [self._started().pid]
 
     def established_at(self) -> float | None:
-        view = self.node.neighbor("frr")
+        view = self._started().neighbor("frr")
         return view["state_since"] if view["state"] == "Established" else None
 
     def count(self, family: str) -> int:
-        counts = call(self.node.socket, "rib_received_count", {"neighbor": "frr"})
+        counts = call(self._started().socket, "rib_received_count", {"neighbor": "frr"})
         return counts.get(L3FAB_FAMILY_NAMES[family], 0)
 
 
@@ -131,9 +135,9 @@ class GoBgpReceiver(Receiver):
 
     def __init__(self, lab: Lab, ns: Namespace, link: Link):
         super().__init__(lab, ns, link)
-        self.gobgp = None
+        self.gobgp: gobgp.GoBgp | None = None
         self._established_at: float | None = None
-        self._watch = None
+        self._watch: Any = None  # the WatchEvent stream (a grpc call object)
 
     def start(self) -> None:
         self._established_at = None
@@ -144,9 +148,14 @@ class GoBgpReceiver(Receiver):
         self.gobgp.add_peer(self.link.sender_address, SENDER_AS, families=("ipv4", "vpnv4"),
                             passive=True)
 
+    def _stub(self) -> Any:
+        """gobgpd's API stub (generated gRPC code, untyped)."""
+        assert self.gobgp is not None and self.gobgp.stub is not None, "the gobgpd receiver was not started"
+        return self.gobgp.stub
+
     def _watch_peers(self) -> None:
         api = gobgp.api
-        stream = self.gobgp.stub.WatchEvent(api.WatchEventRequest(peer=api.WatchEventRequest.Peer()))
+        stream = self._stub().WatchEvent(api.WatchEventRequest(peer=api.WatchEventRequest.Peer()))
         self._watch = stream
         established = api.PeerState.SessionState.ESTABLISHED
 
@@ -170,14 +179,15 @@ class GoBgpReceiver(Receiver):
             self.gobgp.stop()
 
     def pids(self) -> list[int]:
-        return [self.gobgp.process.pid]
+        assert self.gobgp is not None, "the gobgpd receiver was not started"
+        return [self.gobgp.pid]
 
     def established_at(self) -> float | None:
         return self._established_at
 
     def count(self, family: str) -> int:
         wanted = gobgp.family(family).message()
-        for response in self.gobgp.stub.ListPeer(gobgp.api.ListPeerRequest(
+        for response in self._stub().ListPeer(gobgp.api.ListPeerRequest(
                 address=self.link.sender_address), timeout=10):
             for afi_safi in response.peer.afi_safis:
                 state = afi_safi.state
@@ -204,7 +214,8 @@ class _ScriptedExaBgp(ExaBgp):
         saved = os.environ.get(EXABGP_LOG_LEVEL)
         os.environ[EXABGP_LOG_LEVEL] = "WARNING"
         try:
-            return super().start(**neighbor)
+            super().start(**neighbor)
+            return self
         finally:
             if saved is None:
                 del os.environ[EXABGP_LOG_LEVEL]
@@ -220,7 +231,7 @@ class _ScriptedExaBgp(ExaBgp):
         ours = " ".join([sys.executable, str(self.script), str(self.events_file), *self.script_args])
         return text.replace(relay, f"run {ours};")
 
-    def last(self, key: str) -> dict | None:
+    def last(self, key: str) -> dict[str, Any] | None:
         """The last record of the events file that has ``key``."""
         found = None
         for event in self.events():
@@ -258,28 +269,33 @@ class ExaBgpReceiver(Receiver):
         self.exabgp.start(**self.exabgp.neighbor_config(self.link))
         # ExaBGP starts its API process first; the tree is complete once it has reported.
 
+    def _started(self) -> _ScriptedExaBgp:
+        assert self.exabgp is not None, "the ExaBGP receiver was not started"
+        return self.exabgp
+
     def stop(self) -> None:
         if self.exabgp is not None:
             self.exabgp.stop()
 
     def pids(self) -> list[int]:
-        return descendants(self.exabgp.process.pid)
+        return descendants(self._started().pid)
 
     def established_at(self) -> float | None:
-        for event in self.exabgp.events():
+        for event in self._started().events():
             if event.get("type") == "state" and event["neighbor"].get("state") == "up":
                 return event["time"]
         return None
 
     def count(self, family: str) -> int:
-        done = self.exabgp.last("done")
+        exabgp = self._started()
+        done = exabgp.last("done")
         if done is not None:
             return done["count"]
-        progress = self.exabgp.last("count")
+        progress = exabgp.last("count")
         return progress["count"] if progress else 0
 
     def done_at(self) -> float | None:
-        done = self.exabgp.last("done")
+        done = self._started().last("done")
         return done["done"] if done else None
 
 
@@ -324,6 +340,10 @@ class FrrReceiver(Receiver):
         """)
         self.vty = BgpdVty(self.frr)
 
+    def _vty(self) -> BgpdVty:
+        assert self.vty is not None, "the FRR receiver was not started"
+        return self.vty
+
     def stop(self) -> None:
         if self.vty is not None:
             self.vty.close()
@@ -331,18 +351,19 @@ class FrrReceiver(Receiver):
             self.frr.stop()
 
     def pids(self) -> list[int]:
+        assert self.frr is not None, "the FRR receiver was not started"
         return [self.frr.pids()["bgpd"]]
 
     def established(self) -> bool:
         peer = self.link.sender_address
-        info = self.vty.json(f"show bgp neighbors {peer} json").get(peer, {})
+        info = self._vty().json(f"show bgp neighbors {peer} json").get(peer, {})
         return info.get("bgpState") == "Established"
 
     def established_at(self) -> float | None:
         return None  # bgpd counts uptime in whole seconds: the poll time is closer
 
     def count(self, family: str) -> int:
-        return prefixes_received(self.vty, self.link.sender_address, family)
+        return prefixes_received(self._vty(), self.link.sender_address, family)
 
 
 RECEIVERS: dict[str, type[Receiver]] = {

@@ -24,6 +24,7 @@ import signal
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -131,7 +132,7 @@ def convergence_table(results: list[ConvergenceResult]) -> str:
     return table(header, rows, [False, False] + [True] * 9 + [False])
 
 
-def _rates(progress: list[tuple[float, float]], routes: int) -> tuple[str, str]:
+def _rates(progress: Sequence[tuple[float, float]], routes: int) -> tuple[str, str]:
     """Routes/s over the first and the last 10 % of the routes, from (seconds, routes) points."""
     if len(progress) < 2:
         return "-", "-"
@@ -151,7 +152,8 @@ def time_table(s: ScaleReport) -> str:
     rows = []
     for r in s.l3fab:
         label = MODES[r.mode]
-        if not r.ok:
+        seconds = r.seconds
+        if not r.ok or seconds is None:  # (ok means seconds is set)
             rows.append([label, f"{r.routes:,}", "FAILED", "", "", "", "", failure(r)[:200]])
             continue
         notes = []
@@ -165,12 +167,14 @@ def time_table(s: ScaleReport) -> str:
         if r.endpoint_add_s is not None:
             notes.append(f"then one endpoint add took {r.endpoint_add_s:.1f} s")
         first, last = _rates([(0.0, 0)] + r.progress, r.routes) if r.progress else ("-", "-")
-        rows.append([label, f"{r.routes:,}", f"{r.seconds:.1f}", f"{r.routes / r.seconds:,.0f}", first, last,
+        rows.append([label, f"{r.routes:,}", f"{seconds:.1f}", f"{r.routes / seconds:,.0f}", first, last,
                      f"{r.other_cpu:.2f}", "; ".join(notes)])
     g = s.gobgpd
     if g is not None:
-        rows.append(["gobgpd (RIB only)", f"{g.routes:,}", f"{g.seconds:.1f}" if g.ok else "FAILED",
-                     f"{g.routes / g.seconds:,.0f}" if g.ok else "", "-", "-", "-", (g.error or "")[:120]])
+        g_seconds = g.seconds if g.ok else None  # (set once gobgpd holds the routes)
+        rows.append(["gobgpd (RIB only)", f"{g.routes:,}", f"{g_seconds:.1f}" if g_seconds is not None else "FAILED",
+                     f"{g.routes / g_seconds:,.0f}" if g_seconds is not None else "", "-", "-", "-",
+                     (g.error or "")[:120]])
     for b in s.batches:
         label = SHAPE_LABELS.get(b.shape, b.shape)
         if b.ok:
@@ -184,7 +188,8 @@ def time_table(s: ScaleReport) -> str:
 
 def _cumulative(b: BatchResult) -> list[tuple[float, float]]:
     """(seconds, routes) after each table's file: every table holds a tenth of the routes."""
-    points, elapsed = [(0.0, 0)], 0.0
+    points: list[tuple[float, float]] = [(0.0, 0)]
+    elapsed = 0.0
     for i, seconds in enumerate(b.per_table, 1):
         elapsed += seconds
         points.append((elapsed, b.routes * i / len(b.per_table)))
@@ -223,7 +228,7 @@ def verdicts(report: Report) -> list[str]:
         if not r.ok:
             lines.append(f"{MODES[r.mode]} did not hold the table: {failure(r)}")
     full = next((r for r in kernel if r.ok), None)
-    if full is not None:
+    if full is not None and s is not None and full.seconds is not None:  # (kernel is s's; ok: seconds set)
         met = "met" if full.bytes_per_route < BYTES_PER_ROUTE_TARGET else "NOT met"
         line = (f"memory ({MODES[full.mode]}): {full.bytes_per_route:,.0f} bytes/route of l3fab RSS above its baseline "
                 f"({met}: target < {BYTES_PER_ROUTE_TARGET})")

@@ -180,7 +180,7 @@ def measure(lab: Lab, fabric: TwoHostFabric, endpoints: int, log=lambda text: No
         total = 2 * endpoints + 1
         for i in range(total):
             lab.link(h1.ns, h1.ns, f"vm-e{i}", f"vp-e{i}")
-        load = OtherLoad([h.node.process.pid for h in fabric.hosts] + [watcher.pid])
+        load = OtherLoad([h.node.pid for h in fabric.hosts] + [watcher.pid])
         for i in range(total):
             via = VIAS[i % 2]
             seconds, returned = add_endpoint(h1, i, via, arrivals)

@@ -347,9 +347,9 @@ def receive(lab: Lab, gen: L3fabNode, node: L3fabNode, routes: TenantRoutes, mod
         if kernel_mode(mode):
             watcher, watch = start_watch(lab, node.ns, Path(lab.workdir) / f"watch-hut-{mode}.jsonl", tables,
                                          "--every", str(max(1, routes.count // 100)), name=f"tenancy-watch-{mode}")
-        pid = node.process.pid
+        pid = node.pid
         result.rss_before = rss_bytes([pid])
-        load = OtherLoad([pid, gen.process.pid] + ([watcher.pid] if watcher else []))
+        load = OtherLoad([pid, gen.pid] + ([watcher.pid] if watcher else []))
         set_link(gen.ns, HUT, True)
         wait_until(lambda: api("neighbor", neighbor="gen")["state"] == "Established", 60, 0.01,
                    what="hut: session with the generator")
@@ -412,7 +412,7 @@ def full_stop(lab: Lab, node: L3fabNode, timeout: float = 300.0) -> None:
     """SIGUSR1: l3fab's full stop, which removes its routes from the kernel (SIGTERM keeps them)."""
     if node.process is None or not node.process.alive():
         return
-    os.kill(node.process.pid, signal.SIGUSR1)
+    os.kill(node.pid, signal.SIGUSR1)
     try:
         node.process.popen.wait(timeout)
     except subprocess.TimeoutExpired:

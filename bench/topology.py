@@ -145,18 +145,22 @@ class SenderFrr:
     def bgpd_pid(self) -> int:
         return self.frr.pids()["bgpd"]
 
+    def _vty(self) -> BgpdVty:
+        assert self.vty is not None, "the sender FRR was not started"
+        return self.vty
+
     def set_shutdown(self, link: Link, shutdown: bool) -> None:
         no = "" if shutdown else "no "
         self.frr.configure(f"router bgp {SENDER_AS}\n {no}neighbor {link.address} shutdown\n")
 
     def session_drops(self, link: Link) -> tuple[int, str]:
         """How often FRR's session on ``link`` went down so far, and why it last did."""
-        info = self.vty.json(f"show bgp neighbors {link.address} json").get(link.address, {})
+        info = self._vty().json(f"show bgp neighbors {link.address} json").get(link.address, {})
         return info.get("connectionsDropped", 0), info.get("lastResetDueTo", "")
 
     def prefixes_from(self, link: Link, family: str) -> int:
         """``pfxRcd``: what FRR accepted from the peer on ``link`` in ``family``."""
-        return prefixes_received(self.vty, link.address, family)
+        return prefixes_received(self._vty(), link.address, family)
 
 
 def prefixes_received(vty: BgpdVty, peer: str, family: str) -> int:
