@@ -22,6 +22,7 @@ from .table.manager import MaxPrefix
 from .wire.constants import IPV4_UNICAST, IPV6_UNICAST, Family
 
 DEFAULT_API_SOCKET = "/run/l3fab/l3fab.sock"
+HOST_MAX_PREFIX = 25_000  # max-prefix of a neighbour with host-locator when none is configured
 
 
 @dataclass(frozen=True)
@@ -107,12 +108,12 @@ ROLES = ("host", "leaf", "spine", "route-reflector")
 
 def _neighbor(path: str, d: Any, defaults: dict) -> NeighborConfig:
     if not isinstance(d, dict):
-        raise ConfigError(path, d, "is not a mapping")
+        raise ConfigError(path, "...", "is not a mapping")
     _check_keys(path, d, _NEIGHBOR_KEYS)
     address = _ip(f"{path}.address", d["address"]) if "address" in d else None
     interface = _ifname(f"{path}.interface", d["interface"]) if "interface" in d else None
     if address is None and interface is None:
-        raise ConfigError(path, d, "needs an address or an interface (unnumbered)")
+        raise ConfigError(path, None, "", message=f"{path}: needs an address or an interface (unnumbered)")
     if address and ipaddress.ip_address(address).is_link_local and interface is None:
         raise ConfigError(f"{path}.address", address, "is link-local and needs an interface")
     if "remote-as" not in d:
@@ -127,7 +128,7 @@ def _neighbor(path: str, d: Any, defaults: dict) -> NeighborConfig:
             raise ConfigError(f"{path}.password", "***", "must be 1-80 octets (TCP-MD5 key)")
     families = _families(f"{path}.families", d["families"]) if "families" in d else (IPV4_UNICAST, IPV6_UNICAST)
     addpath = _families(f"{path}.addpath-receive", d["addpath-receive"]) if "addpath-receive" in d else ()
-    name = _str(f"{path}.name", d["name"]) if "name" in d else (address or interface)
+    name = _text(f"{path}.name", d["name"], 64) if "name" in d else (address or interface)
     assert name is not None  # an address or an interface is set (checked above)
     max_prefix = None
     if "max-prefix" in d:
@@ -144,6 +145,10 @@ def _neighbor(path: str, d: Any, defaults: dict) -> NeighborConfig:
         )
     host_locator = None
     if "host-locator" in d:
+        if max_prefix is None:
+            # a leaf's host-facing session: a host announces its locator and two routes per
+            # endpoint; a runaway or hostile host must not fill the leaf (docs/security.md)
+            max_prefix = MaxPrefix(limit=HOST_MAX_PREFIX)
         try:
             host_locator = str(ipaddress.ip_network(str(d["host-locator"]), strict=True))
         except ValueError:
@@ -162,7 +167,7 @@ def _neighbor(path: str, d: Any, defaults: dict) -> NeighborConfig:
         password=password,
         ttl_security=_bool(f"{path}.ttl-security", d.get("ttl-security", False)),
         local_address=_ip(f"{path}.local-address", d["local-address"]) if "local-address" in d else None,
-        description=_str(f"{path}.description", d.get("description", "")),
+        description=_text(f"{path}.description", d.get("description", ""), 200, empty=True),
         addpath_receive=addpath,
         route_reflector_client=_bool(f"{path}.route-reflector-client", d.get("route-reflector-client", False)),
         allowas_in=_int(f"{path}.allowas-in", d.get("allowas-in", 0), 0, 10),
@@ -174,6 +179,15 @@ def _neighbor(path: str, d: Any, defaults: dict) -> NeighborConfig:
         keep_pre_policy=_bool(f"{path}.keep-pre-policy", d.get("keep-pre-policy", False)),
         graceful_restart=_bool(f"{path}.graceful-restart", d.get("graceful-restart", True)),
     )
+
+
+def _text(path: str, v: Any, longest: int, empty: bool = False) -> str:
+    """A name or description: printable text only (a newline would forge log lines and
+    break every tool that reads names back), at most ``longest`` characters."""
+    text = _str(path, v)
+    if (not text and not empty) or len(text) > longest or not text.isprintable():
+        raise ConfigError(path, v, f"is not printable text of 1-{longest} characters")
+    return text
 
 
 def parse_config(data: Any, source: str = "", sections: frozenset[str] = frozenset()) -> NodeConfig:
@@ -270,13 +284,26 @@ def parse_config(data: Any, source: str = "", sections: frozenset[str] = frozens
     )
 
 
+def config_warnings(cfg: NodeConfig) -> list[str]:
+    """What ``config check`` warns about: risky settings that are not errors."""
+    out = []
+    for i, n in enumerate(cfg.neighbors):
+        if n.max_prefix is None:
+            out.append(f"neighbors[{i}] ({n.name}): no max-prefix: a neighbour can fill this node's memory")
+        if n.hold_time == 0:
+            out.append(f"neighbors[{i}] ({n.name}): hold-time 0: a dead neighbour is never noticed")
+    return out
+
+
 def read_yaml(path: str | Path) -> Any:
     """The parsed YAML document of a config file; errors name the file and line."""
     p = Path(path)
     try:
-        text = p.read_text()
+        text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError("config", str(p), f"cannot be read: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError("config", str(p), f"is not UTF-8 text (byte {e.start})") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:

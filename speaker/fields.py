@@ -3,6 +3,7 @@ one :class:`ConfigError` line naming the field and the value (``neighbors[1].rem
 'foo' is not an AS number``).  Shared by every layer that parses a config section."""
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
 from typing import Any
@@ -96,8 +97,22 @@ def families(path: str, v: Any) -> tuple[Family, ...]:
     return tuple(out)
 
 
+_SECRET_WORDS = ("pass", "pw", "secret", "key", "token", "md5", "auth")
+
+
+def looks_secret(key: str) -> bool:
+    """A key that is, or may be a misspelling of, a secret (``pasword``, ``md5-key``)."""
+    k = str(key).lower()
+    return any(w in k for w in _SECRET_WORDS) or bool(difflib.get_close_matches(k, ["password"], 1, 0.6))
+
+
 def check_keys(path: str, d: dict[str, Any], allowed: set[str]) -> None:
+    """Refuse unknown keys, naming key and value - except the value of a key that looks
+    like a secret: a misspelled ``pasword:`` must not print the password."""
     for k in d:
         if k not in allowed:
             where = f"{path}.{k}" if path else str(k)
-            raise ConfigError(where, d[k], f"is not a known setting (known: {', '.join(sorted(allowed))})")
+            known = f"is not a known setting (known: {', '.join(sorted(allowed))})"
+            if looks_secret(k):
+                raise ConfigError(where, None, "", message=f"{where}: (value hidden) {known}")
+            raise ConfigError(where, d[k], known)

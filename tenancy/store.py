@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -92,8 +93,9 @@ def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
     fsync the directory.  On any failure the old file is untouched and the temp file gone."""
     path = Path(path)
     directory = path.parent
-    tmp = directory / f".{path.name}.tmp-{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+    tmp = directory / f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    # O_EXCL|O_NOFOLLOW: never write through a link or a file someone placed there
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o640)
     try:
         try:
             view = memoryview(data)
@@ -136,4 +138,6 @@ def load(path: str | os.PathLike[str]) -> State:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as e:
         raise IntentError("state-file", str(path), f"is not valid JSON: {e}".replace("\n", " ")) from None
+    except RecursionError:
+        raise IntentError("state-file", str(path), "is nested too deeply to be an l3fab state file") from None
     return state_from_dict(data, where=str(path))
