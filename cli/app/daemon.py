@@ -134,7 +134,7 @@ class Daemon:
         if self.fib is None:
             raise ApiError("fib: the FIB is disabled on this node (fib.enabled: false)")
         table = params.get("table")
-        if table is not None and (isinstance(table, bool) or not isinstance(table, int) or table <= 0):
+        if table is not None and (isinstance(table, bool) or not isinstance(table, int) or not 0 < table < 2**32):
             raise ApiError(f"table: {table!r} is not a kernel table id")
         return await self.fib.view(table)
 
