@@ -186,3 +186,17 @@ def test_typed_local_route_equals_the_parsed_one():
     assert vpn_route("10.0.0.1/32", "192.0.2.1:100", ("target:65000:100",), 100, "2001:db8::100") == parse_route(
         {"prefix": "10.0.0.1/32", "rd": "192.0.2.1:100", "route_targets": ["target:65000:100"], "labels": [100],
          "next_hop": "2001:db8::100"})
+
+
+@pytest.mark.parametrize("table", [2**32, 2**64, -1, 0, True, "254"])
+def test_show_fib_refuses_a_table_id_the_kernel_cannot_hold(table):
+    from l3fab.cli.app.daemon import Daemon, parse_app_config
+
+    cfg = parse_app_config({"router-id": "192.0.2.1", "asn": 65001, "fib": {"enabled": True}})
+    daemon = Daemon(cfg, api_socket="/nonexistent/never-bound.sock")
+    try:
+        with pytest.raises(ApiError) as e:
+            asyncio.run(daemon.api.dispatch("fib", {"table": table}))
+        assert str(e.value).startswith("table: ")
+    finally:
+        daemon.worker.close()
