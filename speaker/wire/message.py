@@ -8,7 +8,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from .constants import HEADER_LEN, MARKER, MAX_EXTENDED_MESSAGE_LEN, MAX_MESSAGE_LEN, HeaderSubcode, MessageType
+from .constants import HEADER_LEN, MARKER, MAX_MESSAGE_LEN, HeaderSubcode, MessageType
 from .context import DEFAULT_CONTEXT, CodecContext
 from .errors import MessageHeaderError
 from .notification import Notification, decode_notification
@@ -103,10 +103,11 @@ class MessageReader:
 
 
 def decode_message(data: bytes, ctx: CodecContext = DEFAULT_CONTEXT) -> Message:
-    """Decode exactly one complete message (header included)."""
+    """Decode exactly one complete message (header included), at most ``ctx.max_message``
+    octets long (an OPEN at most 4096), as :class:`MessageReader` does."""
     if len(data) < HEADER_LEN:
         raise MessageHeaderError(HeaderSubcode.BAD_MESSAGE_LENGTH, b"", "shorter than a header")
-    length, msg_type = check_header(data[:HEADER_LEN], max(ctx.max_message, MAX_EXTENDED_MESSAGE_LEN))
+    length, msg_type = check_header(data[:HEADER_LEN], max(ctx.max_message, MAX_MESSAGE_LEN))
     if length != len(data):
         raise MessageHeaderError(HeaderSubcode.BAD_MESSAGE_LENGTH, struct.pack("!H", length),
                                  f"header length {length} but {len(data)} octets given")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
-from .constants import HEADER_LEN, CeaseSubcode, ErrorCode, MessageType
+from .constants import HEADER_LEN, MAX_EXTENDED_MESSAGE_LEN, MAX_MESSAGE_LEN, CeaseSubcode, ErrorCode, MessageType
 from .context import CodecContext
 
 _NAMES = {
@@ -59,7 +59,18 @@ class Notification:
         return text
 
     def encode(self, ctx: CodecContext | None = None) -> bytes:
-        body = struct.pack("!BB", self.code, self.subcode) + self.data
+        """The message, its data cut to fit ``ctx.max_message`` (4096 octets without a context).
+
+        Error data often quotes what the peer sent (RFC 7313: a whole ROUTE-REFRESH,
+        RFC 4271: a whole attribute), which can be as long as the largest message: quoted
+        whole, the NOTIFICATION would exceed the maximum the peer accepts (or 65535, which
+        no length field can express).  RFC 4271 gives the data no minimum, so the start of
+        it is sent.  4096 octets is what every peer accepts (RFC 8654 section 4), the
+        safe size when the caller does not say what was negotiated.
+        """
+        limit = MAX_MESSAGE_LEN if ctx is None else min(max(ctx.max_message, MAX_MESSAGE_LEN),
+                                                        MAX_EXTENDED_MESSAGE_LEN)
+        body = struct.pack("!BB", self.code, self.subcode) + self.data[: limit - HEADER_LEN - 2]
         return b"\xff" * 16 + struct.pack("!HB", HEADER_LEN + len(body), MessageType.NOTIFICATION) + body
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bgpbytes import MARKER, hx, message, update
+from sessions import config, established_with, peer_open
+from l3fab.speaker.session.events import NotificationSent, Send, State
 from l3fab.speaker.wire import (
     IPV4_UNICAST,
     IPV6_UNICAST,
@@ -18,6 +20,7 @@ from l3fab.speaker.wire import (
     Update,
     decode_message,
 )
+from l3fab.speaker.wire.capabilities import ExtendedMessageCap, FourOctetAs, Multiprotocol
 from l3fab.speaker.wire.constants import Family
 from l3fab.speaker.wire.errors import MessageHeaderError, RouteRefreshError
 from l3fab.speaker.wire.route_refresh import SUBTYPE_BORR, SUBTYPE_EORR, SUBTYPE_REQUEST
@@ -245,3 +248,81 @@ def test_reader_follows_a_context_change_between_messages():
     r.ctx = CodecContext(max_message=65535)
     msg_type, body = next(frames)
     assert msg_type == 2 and len(body) == len(big) - 19
+
+
+# ------------------------------------------------------------------ NOTIFICATION size (issue 10, finding 16)
+
+
+def test_notification_data_is_cut_to_fit_4096_octets_without_a_context():
+    # RFC 4271 section 4.1: no message exceeds the maximum. Without a negotiated
+    # context only 4096 octets are sure to be accepted, so the data is cut there.
+    n = Notification(3, 2, bytes(range(256)) * 300)
+    wire = n.encode()
+    assert len(wire) == 4096
+    back = decode_message(wire)
+    assert (back.code, back.subcode) == (3, 2)
+    assert back.data == n.data[: 4096 - 21]
+
+
+def test_notification_data_is_cut_to_fit_the_negotiated_maximum():
+    n = Notification(7, 1, b"\xab" * 70000)
+    wire = n.encode(CodecContext(max_message=65535))
+    assert len(wire) == 65535
+    assert decode_message(wire, CodecContext(max_message=65535)).data == n.data[: 65535 - 21]
+    assert len(n.encode(CodecContext())) == 4096
+    # data that fits is left alone
+    assert Notification(3, 1, b"\x01\x02").encode(CodecContext(max_message=65535)) == MARKER + hx("0017 03 0301 0102")
+
+
+def test_decode_message_enforces_the_context_maximum():
+    # Regression: decode_message accepted 65535 octets whatever ctx.max_message said
+    # (only MessageReader enforced it).
+    big = update(nlri=b"\x20\x0a\x00\x00\x01" * 1000)
+    with pytest.raises(MessageHeaderError) as e:
+        decode_message(big)
+    assert (e.value.code, e.value.subcode, e.value.data) == (1, 2, len(big).to_bytes(2, "big"))
+    assert len(decode_message(big, CodecContext(max_message=65535)).nlri) == 1000
+
+
+def _sent(actions):
+    return b"".join(a.data for a in actions if isinstance(a, Send))
+
+
+@pytest.mark.parametrize("length", [65515, 65516, 65534, 65535])
+def test_huge_route_refresh_on_an_extended_session_gets_a_notification_that_fits(length):
+    # Regression (issue 10, finding 16): the 7/1 NOTIFICATION carried the whole
+    # ROUTE-REFRESH (RFC 7313 section 5) and struct.error escaped from data_received.
+    s, _ = established_with(config(peer_as=65002),
+                            peer_open(caps=(Multiprotocol(IPV4_UNICAST), FourOctetAs(65002), ExtendedMessageCap())))
+    assert s.negotiated is not None and s.negotiated.codec.max_message == 65535
+    rr = message(5, b"\x00\x01\x00\x01" + bytes(length - 23))
+    actions = s.data_received(rr)
+    assert s.state is State.IDLE
+    (sent,) = [a.notification for a in actions if isinstance(a, NotificationSent)]
+    assert (sent.code, sent.subcode) == (7, 1)
+    wire = _sent(actions)
+    r = MessageReader(CodecContext(max_message=65535))
+    r.feed(wire)
+    (n,) = list(r.messages())
+    assert len(wire) <= 65535 and (n.code, n.subcode) == (7, 1)
+    assert rr.startswith(n.data)  # the start of the offending message, as much as fits
+
+
+def test_bad_4096_octet_message_gets_a_notification_of_at_most_4096_octets():
+    # Regression (finding 16): without extended messages, a bad 4096-octet UPDATE
+    # (its one attribute is an unrecognised well-known one: 3/2 carries the attribute)
+    # produced a 4117-octet NOTIFICATION, which the peer must reject as 1/2.
+    s, _ = established_with(config(peer_as=65002, extended_message=False), peer_open())
+    value = bytes(4096 - 19 - 4 - 4)
+    bad = update(attrs=b"\x50\x63" + len(value).to_bytes(2, "big") + value)  # well-known, type 99, ext length
+    assert len(bad) == 4096
+    actions = s.data_received(bad)
+    assert s.state is State.IDLE
+    (sent,) = [a.notification for a in actions if isinstance(a, NotificationSent)]
+    assert (sent.code, sent.subcode) == (3, 2)
+    wire = _sent(actions)
+    assert len(wire) <= 4096
+    r = MessageReader()  # the peer's view: no extended messages
+    r.feed(wire)
+    (n,) = list(r.messages())
+    assert (n.code, n.subcode) == (3, 2) and bad[23:].startswith(n.data)
