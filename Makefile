@@ -22,3 +22,6 @@ bench: setup
 
 bench-tenancy: setup
 	$(PYTHON) -m l3fab.bench.tenancy
+
+bench-stall: setup
+	$(PYTHON) -m l3fab.bench.stall
