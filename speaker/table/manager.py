@@ -164,9 +164,11 @@ class RibManager:
         pr.eor_received = set()
         pr.max_prefix_warned = set()
         pr.rib_out.clear()
+        out = RibOutput()
+        if pr.stale_timer:
+            self._sweep_unpreserved(pr, neg, out)
         for fam in neg.families:
             self._export_all(pr, fam)
-        out = RibOutput()
         chunks = pr.rib_out.flush(neg.codec)
         chunks += [pr.rib_out.end_of_rib(f, neg.codec) for f in sorted(neg.families)]
         out.add_send(name, chunks)
@@ -196,6 +198,29 @@ class RibManager:
             log.info("%s: graceful restart: keeping %s as stale for up to %ss", name,
                      ", ".join(sorted(f.name for f in keep)), seconds)
         return out
+
+    def _sweep_unpreserved(self, pr: PeerRib, neg: Negotiated, out: RibOutput) -> None:
+        """RFC 4724 section 4.2: the peer is back.  Without the graceful restart capability in
+        its new OPEN, every stale route goes at once; with it, the stale routes of each family
+        the capability does not list with the Forwarding State (F) bit go at once (and so do
+        those of a family the new session did not negotiate: no End-of-RIB will come for it).
+        The rest wait for End-of-RIB or the restart timer, as before."""
+        gr = neg.peer_graceful_restart
+        kept = {f for f, forwarding in gr.families if forwarding} & neg.families if gr is not None else set()
+        families = set(pr.rib_in.tables) | (set(pr.rib_in_pre.tables) if pr.rib_in_pre is not None else set())
+        swept: dict[str, int] = {}
+        for fam in sorted(families - kept):
+            n = self._sweep_stale(pr, fam)
+            if n:
+                swept[fam.name] = n
+        if swept:
+            out.dirty = True
+            why = "no graceful restart capability" if gr is None else "forwarding state not preserved"
+            log.info("%s: back with %s: stale routes removed at once (%s)", pr.cfg.name, why,
+                     ", ".join(f"{f} {n}" for f, n in swept.items()))
+        if pr.stale_count() == 0:
+            pr.stale_timer = False
+            out.timers.append(StaleTimer(pr.cfg.name, None))
 
     def _mark_stale(self, pr: PeerRib, fam: Family) -> None:
         rib = self.ribs[fam]
