@@ -18,7 +18,10 @@ print the result as plain text (``markup=False`` or ``rich.markup.escape``).
 """
 from __future__ import annotations
 
-__all__ = ["escape_text", "DEFAULT_LIMIT"]
+import time
+from collections.abc import Callable, Hashable
+
+__all__ = ["escape_text", "DEFAULT_LIMIT", "LogBudget"]
 
 DEFAULT_LIMIT = 1024
 """Characters kept by default: a log line or a CLI cell stays bounded whatever a peer sends."""
@@ -60,3 +63,51 @@ def escape_text(text: str | bytes | bytearray, limit: int | None = DEFAULT_LIMIT
     else:
         out = "".join(_escape_char(ch) for ch in text)
     return f"{out}...({rest} more)" if rest else out
+
+
+class LogBudget:
+    """How many log lines strangers may cause: at most ``per_key`` lines per ``interval``
+    seconds for each key (a remote address, a neighbour), for at most ``max_keys`` keys
+    at a time; beyond that, new keys share one budget.  What is not logged is counted.
+
+    ``take(key)`` says whether to log now: None means "stay quiet", a number means "log,
+    and say that this many were left out for this key since its last line".
+    """
+
+    OVERFLOW = "(other keys)"
+
+    def __init__(self, per_key: int = 1, interval: float = 60.0, max_keys: int = 1024,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_key = per_key
+        self.interval = interval
+        self.max_keys = max_keys
+        self.clock = clock
+        self.events = 0  # every take()
+        self.suppressed = 0  # take()s that answered None
+        self._keys: dict[Hashable, list[float]] = {}  # key -> [window start, lines in window, left out]
+
+    def take(self, key: Hashable) -> int | None:
+        now = self.clock()
+        self.events += 1
+        entry = self._keys.get(key)
+        if entry is None:
+            if len(self._keys) >= self.max_keys:
+                self._expire(now)
+            if len(self._keys) >= self.max_keys:
+                key = self.OVERFLOW
+                entry = self._keys.get(key)
+            if entry is None:
+                entry = self._keys[key] = [now, 0, 0]
+        if now - entry[0] >= self.interval:
+            entry[0], entry[1] = now, 0
+        if entry[1] < self.per_key:
+            entry[1] += 1
+            left_out, entry[2] = int(entry[2]), 0
+            return left_out
+        entry[2] += 1
+        self.suppressed += 1
+        return None
+
+    def _expire(self, now: float) -> None:
+        for k in [k for k, e in self._keys.items() if now - e[0] >= self.interval]:
+            del self._keys[k]
