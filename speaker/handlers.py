@@ -102,6 +102,8 @@ def neighbor_view(speaker: Speaker, p: Peer) -> dict[str, Any]:
         "capabilities": _caps(neg) if neg else {},
         "received": {f.name: pr.rib_in.count(f) for f in fams},
         "received_pre_policy": pr.rib_in_pre.counts() if pr.rib_in_pre is not None else None,
+        # routes of families the session did not negotiate: counted, never stored (RFC 4760 7)
+        "ignored_families": dict(sorted(pr.ignored_families.items())),
         "advertised": {f.name: pr.rib_out.count(f) for f in fams},
         "end_of_rib_received": sorted(f.name for f in pr.eor_received),
         "stale": pr.stale_count(),

@@ -119,6 +119,9 @@ class PeerRib:
     eor_received: set[Family] = field(default_factory=set)
     max_prefix_warned: set[Family] = field(default_factory=set)
     stale_timer: bool = False
+    # family name -> routes (announced or withdrawn) ignored because the session did not
+    # negotiate the family (RFC 4760 section 7); kept across sessions
+    ignored_families: dict[str, int] = field(default_factory=dict)
 
     @property
     def up(self) -> bool:
@@ -279,10 +282,10 @@ class RibManager:
         if neg is None or pr.source is None:
             return RibOutput()
         eor = update.end_of_rib()
-        if eor is not None:
-            return self._end_of_rib(pr, eor)
-        source = pr.source
         families = neg.families
+        if eor is not None:
+            return self._end_of_rib(pr, eor) if eor in families else RibOutput()
+        source = pr.source
         policy = pr.cfg.import_policy
         settings = self.settings
         local_as = settings.local_as
@@ -299,7 +302,7 @@ class RibManager:
                 announced = [(f, _without_local_pref(ps)) for f, ps in announced if ps]
         for family, paths in announced:
             if family not in families:
-                log.debug("%s: ignoring %d %s routes: family not negotiated", name, len(paths), family.name)
+                self._ignore(pr, family, len(paths))
                 continue
             rib = ribs[family]
             if pre is not None:
@@ -326,6 +329,7 @@ class RibManager:
                 rib.add(accepted)
         for family, key, path_id in withdrawn:
             if family not in families:
+                self._ignore(pr, family, 1)
                 continue
             if pre is not None:
                 pre.pop(family, key, path_id)
@@ -337,6 +341,14 @@ class RibManager:
         out = RibOutput(dirty=True)
         self._check_max_prefix(pr, out)
         return out
+
+    @staticmethod
+    def _ignore(pr: PeerRib, family: Family, n: int) -> None:
+        """Routes of a family the session did not negotiate: counted, never stored."""
+        counts = pr.ignored_families
+        if family.name not in counts:
+            log.warning("%s: ignoring %s routes: the family was not negotiated", pr.cfg.name, family.name)
+        counts[family.name] = counts.get(family.name, 0) + n
 
     def _end_of_rib(self, pr: PeerRib, fam: Family) -> RibOutput:
         pr.eor_received.add(fam)
