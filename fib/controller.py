@@ -8,6 +8,15 @@ How the speaker uses it::
         fib.remove(table, prefix)     # a withdrawn one
     fib.converged()                   # End-of-RIB from all peers (or a timeout)
 
+What the kernel has is cached, not trusted blindly: the kernel deletes routes
+by itself when their interface goes down (and does not bring them back), so
+the cache is read again from the kernel after any link or address change
+(:class:`~fib.kernel.LinkWatch`) before the next change is planned, and a
+replace that finds the route gone adds it again. :meth:`Fib.repair` (call it
+often: it costs one non-blocking read when nothing changed) puts back what
+the kernel dropped; :meth:`Fib.reconcile` (call it every interval) re-reads
+everything in any case, for what no announcement reveals (``ip route del``).
+
 Restart behaviour: routes already right are never re-sent. Routes of l3fab's
 protocol that nobody asked for (stale, from before a restart) stay until
 :meth:`Fib.converged`; before that, only adds and replaces happen. Routes of
@@ -21,6 +30,7 @@ import contextlib
 import errno
 import ipaddress
 import logging
+import socket
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Mapping
 
@@ -70,6 +80,7 @@ class Fib:
         self._desired: dict[Pid, Prepared] = {}
         self._want: dict[Pid, tuple[int, Signature]] = {}      # what diff() reads
         self._actual: dict[Pid, dict[int, Signature]] | None = None
+        self._stale = False  # the cache is known to be wrong: read the kernel before planning
         self._converged = False
         self._batch = 0
         self._dirty: set[Pid] = set()
@@ -92,7 +103,7 @@ class Fib:
         """The RIB is complete: from now on stale routes are deleted. Deletes them now."""
         self._converged = True
         self._dirty.clear()
-        return self._apply_plan(diff(self._want, self._actual_map(), prune=True))
+        return self._apply_plan(diff(self._want, self._fresh_actual(), prune=True))
 
     # -- desired state ---------------------------------------------------------
 
@@ -176,19 +187,33 @@ class Fib:
         dirty, self._dirty = self._dirty, set()
         if not dirty:
             return FibResult()
+        actual = self._fresh_actual()
         if len(dirty) * 2 > len(self._want):
             # Most of the state changed (start-up, a whole table): one full diff is
             # cheaper than slicing, and gives the same plan (the states are the same).
-            return self._apply_plan(diff(self._want, self._actual_map(), prune=self._converged))
+            return self._apply_plan(diff(self._want, actual, prune=self._converged))
         return self._apply_plan(self._diff_pids(dirty))
 
     # -- reconcile ---------------------------------------------------------------
 
     def reconcile(self) -> FibResult:
         """Read the kernel again, diff against the desired state, apply the difference."""
+        self.kernel.changed()  # read now: the dump below covers what was announced so far
         actual = self._load()
         self._dirty.clear()
         return self._apply_plan(diff(self._want, actual, prune=self._converged))
+
+    def repair(self) -> FibResult:
+        """:meth:`reconcile` if the kernel may have dropped routes since the last look.
+
+        That is: an interface or address changed (the kernel deletes the routes
+        through an interface that goes down and does not restore them when it
+        comes up), or a write found one of l3fab's routes gone. Otherwise nothing
+        is read or written, so this is cheap enough to call every second.
+        """
+        if self._stale | self.kernel.changed():  # both: the announcements are read in any case
+            return self.reconcile()
+        return FibResult()
 
     def installed(self, table: int | None = None) -> list[FibRoute]:
         """l3fab's routes as the kernel has them now (next hops by ifindex)."""
@@ -211,6 +236,13 @@ class Fib:
             actual = self._load()
         return actual
 
+    def _fresh_actual(self) -> dict[Pid, dict[int, Signature]]:
+        """The cache, first read again from the kernel if it may be wrong (before planning)."""
+        changed = self.kernel.changed()  # read in any case: a load covers what was announced
+        if self._actual is None or self._stale or changed:
+            return self._load()
+        return self._actual
+
     def _load(self) -> dict[Pid, dict[int, Signature]]:
         actual: dict[Pid, dict[int, Signature]] = {}
         for key, sig in self.kernel.dump(self.tables).items():
@@ -221,6 +253,7 @@ class Fib:
             else:
                 have[key[4]] = sig
         self._actual = actual
+        self._stale = False
         return actual
 
     def _diff_pids(self, pids: Iterable[Pid]) -> Plan:
@@ -245,21 +278,29 @@ class Fib:
             if not plan:
                 return result
             outcome = self.kernel.apply(self._ops(plan))
-            result += self._record(outcome)
-            if not outcome.uncertain:
+            recorded, vanished = self._record(outcome)
+            result += recorded
+            if not outcome.uncertain and not vanished:
                 return result
-            # Acks were lost: read back the routes concerned and diff them again.
             pids = {op[1] for op in outcome.uncertain}
-            log.warning("fib: %d netlink acks lost; re-reading the kernel", len(pids))
-            self._load()
-            plan = self._diff_pids(pids)
+            if pids:
+                # Acks were lost: read back the routes concerned and diff them again.
+                log.warning("fib: %d netlink acks lost; re-reading the kernel", len(pids))
+                self._load()
+            # A replaced route was gone: the cache no longer lists it, so the new
+            # plan adds it (create-only: a route of another protocol stays).
+            plan = self._diff_pids(pids | vanished)
         if plan:
-            raise RuntimeError("fib: netlink acks kept being lost; kernel state unknown")
+            raise RuntimeError("fib: netlink acks kept being lost or routes kept vanishing; "
+                               "kernel state unknown")
         return result
 
-    def _record(self, outcome: ApplyOutcome) -> FibResult:
+    def _record(self, outcome: ApplyOutcome) -> tuple[FibResult, set[Pid]]:
+        """Update the cache with ``outcome``: the result, and the pids whose replace
+        found no route (the kernel had deleted it; they are to be added again)."""
         actual = self._actual_map()
         added = replaced = deleted = 0
+        vanished: set[Pid] = set()
         errors = self.errors
         for action, pid, metric, _body, sig in outcome.done:
             if errors:
@@ -282,14 +323,36 @@ class Fib:
             else:
                 have[metric] = sig
         texts = []
+        first = ""  # the first vanished route, for the log
         for err in outcome.failed:
+            action, pid, metric = err.op[:3]
+            if action == "replace" and err.errno == errno.ENOENT:
+                # The kernel deleted the route (with its interface, most likely) and so
+                # probably others: the whole cache is read again before the next plan.
+                if not vanished:
+                    first = f"{_address(pid)}/{pid[3]} table {pid[0]} metric {metric}"
+                have = actual.get(pid)
+                if have is not None:
+                    have.pop(metric, None)
+                    if not have:
+                        del actual[pid]
+                vanished.add(pid)
+                self._stale = True
+                continue
             text = str(err)
             if err.op[0] == "add" and err.errno == errno.EEXIST:
                 text += " (held by a route of another protocol; left alone)"
             errors[err.op[1] + (err.op[2],)] = text
             texts.append(text)
             log.error("fib: %s", text)
-        return FibResult(added, replaced, deleted, outcome.retries, tuple(texts))
+        if vanished:
+            log.warning("fib: %d routes (%s%s) were no longer in the kernel; adding them again",
+                        len(vanished), first, ", ..." if len(vanished) > 1 else "")
+        return FibResult(added, replaced, deleted, outcome.retries, tuple(texts)), vanished
+
+
+def _address(pid: Pid) -> str:
+    return socket.inet_ntop(pid[1], pid[2])
 
 
 class _ResultBox:

@@ -11,6 +11,12 @@ the outcome of the unacked messages is unknown and they are reported as
 
 The socket lives in the network namespace of the process that opens it
 (``ip netns exec`` is enough).
+
+The kernel also removes routes by itself: when an interface goes down (or
+away, or loses its last address) it deletes every route through it, IPv4
+without an RTM_DELROUTE, and it never puts them back when the interface comes
+up again. :class:`LinkWatch` listens for those link and address changes so
+that the FIB re-reads the kernel instead of trusting what it wrote.
 """
 
 from __future__ import annotations
@@ -91,16 +97,103 @@ def open_socket() -> socket.socket:
     return sock
 
 
+WATCH_GROUPS = nl.RTMGRP_LINK | nl.RTMGRP_IPV4_IFADDR | nl.RTMGRP_IPV6_IFADDR
+WATCH_BUFFER = 4 << 20
+#: Interface flags whose change can delete routes (down) or let them back in (up).
+WATCH_FLAGS = nl.IFF_UP | nl.IFF_LOWER_UP
+
+
+def open_watch_socket(groups: int = WATCH_GROUPS) -> socket.socket:
+    """A non-blocking NETLINK_ROUTE socket subscribed to ``groups`` (link and address events)."""
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK,
+                         socket.NETLINK_ROUTE)
+    try:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, WATCH_BUFFER)
+        except PermissionError:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, WATCH_BUFFER)
+        sock.bind((0, groups))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class LinkWatch:
+    """Link and address changes that may have made the kernel drop l3fab's routes.
+
+    The kernel deletes the routes through an interface that goes down, goes away
+    or loses its last address, without telling (no RTM_DELROUTE for IPv4), and
+    does not restore them when it comes back. What it does announce is the
+    interface change: :meth:`changed` reads those announcements (never blocking)
+    and says whether one of them matters: an interface that appeared, went away,
+    went up or down or lost or regained its carrier, an address added or removed,
+    or announcements lost to a full socket buffer.
+    """
+
+    def __init__(self, sock: NetlinkSocket | None = None):
+        self.sock = sock if sock is not None else open_watch_socket()
+        self._flags: dict[int, int] = {}  # ifindex -> WATCH_FLAGS last announced (live links only)
+        self._buf = bytearray(1 << 18)
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def changed(self) -> bool:
+        """Read every queued announcement; True if one of them matters (see the class)."""
+        changed = False
+        while True:
+            try:
+                n = self.sock.recv_into(self._buf, len(self._buf))
+            except (BlockingIOError, InterruptedError):
+                return changed
+            except OSError as exc:
+                if exc.errno != errno.ENOBUFS:
+                    raise
+                changed = True  # the queue overflowed: what was lost is unknown
+                continue
+            if not n:
+                return changed
+            for mtype, index, flags in nl.interface_events(bytes(self._buf[:n])):
+                if mtype == nl.RTM_NEWLINK:
+                    flags &= WATCH_FLAGS
+                    if self._flags.get(index) != flags:
+                        self._flags[index] = flags
+                        changed = True
+                elif mtype == nl.RTM_DELLINK:
+                    self._flags.pop(index, None)
+                    changed = True
+                else:  # an address added or removed
+                    changed = True
+
+
 class KernelFib:
-    """Routes of one rtm_protocol in the kernel of the current network namespace."""
+    """Routes of one rtm_protocol in the kernel of the current network namespace.
+
+    ``sock`` is the route socket and ``watch`` the :class:`LinkWatch`; when
+    ``sock`` is not given both are opened here (in the caller's namespace). A
+    caller that brings its own socket brings its own watch too, or has none.
+    """
 
     def __init__(self, protocol: int = RTPROT_L3FAB, sock: NetlinkSocket | None = None,
                  chunk_messages: int = CHUNK_MESSAGES, sleep: Callable[[float], None] = time.sleep,
-                 resolve: Callable[[str], int] = socket.if_nametoindex):
+                 resolve: Callable[[str], int] = socket.if_nametoindex,
+                 watch: LinkWatch | None = None):
         if not 0 < protocol < 256:
             raise ValueError(f"protocol: {protocol} is not in 1..255")
         self.protocol = protocol
-        self.sock = sock if sock is not None else open_socket()
+        if sock is None:
+            # The watch first: a change after the first dump must not go unseen.
+            own_watch = watch is None
+            watch = watch if watch is not None else LinkWatch()
+            try:
+                sock = open_socket()
+            except BaseException:
+                if own_watch:
+                    watch.close()
+                raise
+        self.watch = watch
+        self.sock = sock
         self.chunk_messages = chunk_messages
         self.sleep = sleep
         self._seq = 0
@@ -111,6 +204,15 @@ class KernelFib:
 
     def close(self) -> None:
         self.sock.close()
+        if self.watch is not None:
+            self.watch.close()
+
+    def changed(self) -> bool:
+        """Whether the kernel may have dropped routes since the last call (see :class:`LinkWatch`).
+
+        Without a watch the answer is always False: only a reconcile finds out.
+        """
+        return self.watch is not None and self.watch.changed()
 
     def ifindex(self, ifname: str) -> int:
         """The index of ``ifname`` in this namespace (cached; see :meth:`forget_interfaces`)."""

@@ -41,7 +41,11 @@ SOL_NETLINK = 270
 NETLINK_CAP_ACK, NETLINK_EXT_ACK, NETLINK_GET_STRICT_CHK = 10, 11, 12
 
 # rtnetlink
+RTM_NEWLINK, RTM_DELLINK = 16, 17
+RTM_NEWADDR, RTM_DELADDR = 20, 21
 RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
+RTMGRP_LINK, RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR = 0x1, 0x10, 0x100  # multicast groups
+IFF_UP, IFF_LOWER_UP = 0x1, 0x10000
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY = 1, 4, 5, 6
 RTA_MULTIPATH, RTA_TABLE, RTA_VIA = 9, 15, 18
 RTA_ENCAP_TYPE, RTA_ENCAP = 21, 22
@@ -65,6 +69,7 @@ RTNEXTHOP = struct.Struct("=HBBi")            # len, flags, hops (weight - 1), i
 U32 = struct.Struct("=I")
 I32 = struct.Struct("=i")
 ERRHDR = struct.Struct("=IHHIIi")             # nlmsghdr + nlmsgerr.error
+IFINDEX_FLAGS = struct.Struct("=iI")          # ifinfomsg.ifi_index, .ifi_flags (at +4)
 HDR_LEN = NLMSGHDR.size + RTMSG.size          # 28
 
 RouteKey = tuple[int, int, bytes, int, int]  # (table, af, dst, dst_len, metric)
@@ -403,6 +408,21 @@ def iter_messages(buf: bytes) -> Iterator[tuple[int, int, int, int, int]]:
             break
         yield off, mlen, mtype, mflags, seq
         off += (mlen + 3) & ~3
+
+
+def interface_events(buf: bytes) -> Iterator[tuple[int, int, int]]:
+    """(type, ifindex, ifi_flags) of each link or address notification in ``buf``.
+
+    Link messages (RTM_NEWLINK, RTM_DELLINK) carry an ifinfomsg, address messages
+    (RTM_NEWADDR, RTM_DELADDR) an ifaddrmsg, whose flags are not interface flags
+    (given as 0). Other and truncated messages are skipped.
+    """
+    for off, mlen, mtype, _flags, _seq in iter_messages(buf):
+        if mtype in (RTM_NEWLINK, RTM_DELLINK) and mlen >= 32:
+            index, flags = IFINDEX_FLAGS.unpack_from(buf, off + 20)
+            yield mtype, index, flags
+        elif mtype in (RTM_NEWADDR, RTM_DELADDR) and mlen >= 24:
+            yield mtype, U32.unpack_from(buf, off + 20)[0], 0
 
 
 def error_code(buf: bytes, off: int) -> int:

@@ -1,8 +1,8 @@
-"""A :class:`fib.Fib` whose netlink socket lives in a lab namespace.
+"""A :class:`fib.Fib` whose netlink sockets live in a lab namespace.
 
-The socket is opened by a short-lived thread that has entered the namespace
-(setns on that thread only), so the test process itself stays where it is.
-Interface names are resolved inside the namespace too.
+The sockets (routes, and the link watch) are opened by a short-lived thread
+that has entered the namespace (setns on that thread only), so the test process
+itself stays where it is. Interface names are resolved inside the namespace too.
 """
 
 from __future__ import annotations
@@ -14,14 +14,15 @@ import threading
 import pytest
 
 from l3fab.fib import Fib
-from l3fab.fib.kernel import KernelFib, open_socket
+from l3fab.fib.kernel import KernelFib, LinkWatch, open_socket, open_watch_socket
+from l3fab.fib.model import RTPROT_L3FAB
 from l3fab.lab.netns import Lab, Namespace
 
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def socket_in(ns: Namespace):
+def socket_in(ns: Namespace, opener=open_socket):
     box: dict = {}
 
     def enter_and_open() -> None:
@@ -29,7 +30,7 @@ def socket_in(ns: Namespace):
         try:
             if _libc.setns(fd, CLONE_NEWNET) != 0:
                 raise OSError(ctypes.get_errno(), f"setns into {ns.netns}")
-            box["sock"] = open_socket()
+            box["sock"] = opener()
         except BaseException as exc:  # noqa: BLE001 - handed to the caller
             box["error"] = exc
         finally:
@@ -43,11 +44,13 @@ def socket_in(ns: Namespace):
     return box["sock"]
 
 
-def fib_in(ns: Namespace, **kwargs) -> Fib:
+def fib_in(ns: Namespace, *, watch: bool = True, protocol: int = RTPROT_L3FAB, **kwargs) -> Fib:
+    """As the daemon's FIB, in ``ns``; ``watch=False``: without the link watch."""
     def resolve(ifname: str) -> int:
         return ns.ip_json("link", "show", "dev", ifname)[0]["ifindex"]
 
-    fib = Fib(KernelFib(sock=socket_in(ns), resolve=resolve), **kwargs)
+    link_watch = LinkWatch(socket_in(ns, open_watch_socket)) if watch else None
+    fib = Fib(KernelFib(protocol, sock=socket_in(ns), resolve=resolve, watch=link_watch), **kwargs)
     return fib
 
 

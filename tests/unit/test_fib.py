@@ -1,4 +1,5 @@
-"""FIB without a kernel: model normalisation, netlink encoding round trips, the diff, ENOMEM retries."""
+"""FIB without a kernel: model normalisation, netlink encoding round trips, the diff, ENOMEM retries,
+routes the kernel deleted by itself, the link watch."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import pytest
 
 from l3fab.fib import FibNextHop, FibRoute, RouteKind, Seg6Encap, seg6_route, unicast, unreachable
 from l3fab.fib import netlink as nl
-from l3fab.fib.controller import Fib
-from l3fab.fib.kernel import KernelFib
+from l3fab.fib.controller import Fib, FibResult
+from l3fab.fib.kernel import KernelFib, LinkWatch
 from l3fab.fib.reconcile import diff
 
 IFINDEX = {"up0": 7, "up1": 8}.__getitem__
@@ -270,3 +271,196 @@ def test_set_desired_replaces_a_table_and_refuses_foreign_tables():
         fib.update(unicast(200, "10.0.0.0/24", FibNextHop(ifname="up0")))
     with pytest.raises(ValueError, match="is for table 100"):
         Fib(FakeKernel()).set_desired(101, [r1])
+
+
+# -- routes the kernel deleted by itself (a link went down) ------------------------------
+
+class StrictKernel(FakeKernel):
+    """Answers as the kernel does: a replace of a missing route is ENOENT (no
+    NLM_F_CREATE), a create-only add of a present one EEXIST. ``watch`` stands for
+    the link watch: the answers of :meth:`changed`, in turn (then False)."""
+
+    def __init__(self, routes=None, watch=()):
+        super().__init__(routes)
+        self.answers = list(watch)
+        self.dumps = 0
+
+    def changed(self):
+        return self.answers.pop(0) if self.answers else False
+
+    def dump(self, tables=None, families=()):
+        self.dumps += 1
+        return super().dump(tables, families)
+
+    def apply(self, ops):
+        from l3fab.fib.kernel import ApplyOutcome, OpError
+        outcome = ApplyOutcome()
+        for op in ops:
+            action, pid, metric, _body, sig = op
+            key = pid + (metric,)
+            self.applied.append((action, f"{socket.inet_ntop(pid[1], pid[2])}/{pid[3]}"))
+            if action == "replace" and key not in self.routes:
+                outcome.failed.append(OpError(op, errno.ENOENT))
+            elif action == "add" and key in self.routes:
+                outcome.failed.append(OpError(op, errno.EEXIST))
+            else:
+                if action == "delete":
+                    self.routes.pop(key, None)
+                else:
+                    self.routes[key] = sig
+                outcome.done.append(op)
+        return outcome
+
+
+def _via(prefix, gateway):
+    return unicast(100, prefix, FibNextHop(gateway, "up0"))
+
+
+def test_a_replace_answered_enoent_adds_the_route_again():
+    """The lab's case: the route went with its link, the replace found nothing."""
+    old, new = _via("10.7.0.1/32", "10.0.0.2"), _via("10.7.0.1/32", "10.0.0.3")
+    kernel = StrictKernel()
+    fib = Fib(kernel)
+    fib.update(old)
+    kernel.routes.clear()  # ip link set up0 down
+    result = fib.update(new)
+    assert result.ok and (result.added, result.replaced) == (1, 0), result
+    assert kernel.applied[-2:] == [("replace", "10.7.0.1/32"), ("add", "10.7.0.1/32")]
+    assert kernel.routes == {encode(new).key: encode(new).sig}
+    assert fib.update(new) == FibResult()  # and is known to be there: nothing more sent
+    assert kernel.applied[-1] == ("add", "10.7.0.1/32")
+
+
+def test_after_an_enoent_the_kernel_is_read_again_before_the_next_plan():
+    """One vanished route means others went too: an unchanged update brings one back."""
+    a, b = _via("10.7.0.1/32", "10.0.0.2"), _via("10.7.0.2/32", "10.0.0.2")
+    kernel = StrictKernel()
+    fib = Fib(kernel)
+    fib.set_desired(100, [a, b])
+    kernel.routes.clear()
+    fib.update(_via("10.7.0.1/32", "10.0.0.9"))
+    dumps = kernel.dumps
+    result = fib.update(b)  # the same as before: the old cache said "installed, right"
+    assert result.added == 1 and kernel.dumps == dumps + 1
+    assert encode(b).key in kernel.routes
+    assert fib.update(b).added == 0 and kernel.dumps == dumps + 1  # the cache is right again
+
+
+def test_an_enoent_re_add_never_overwrites_a_route_of_another_protocol():
+    """The re-add is create-only: if another daemon's route took the slot, it stays."""
+    ours, theirs = _via("10.7.0.1/32", "10.0.0.2"), _via("10.7.0.1/32", "10.0.0.7")
+    kernel = StrictKernel()
+    fib = Fib(kernel)
+    fib.update(ours)
+    del kernel.routes[encode(ours).key]
+    foreign = StrictKernel({encode(theirs).key: encode(theirs).sig})
+    kernel.apply = _replace_then(kernel, foreign)
+    result = fib.update(_via("10.7.0.1/32", "10.0.0.3"))
+    assert len(result.errors) == 1 and "another protocol" in result.errors[0]
+    assert foreign.routes == {encode(theirs).key: encode(theirs).sig}
+
+
+def _replace_then(kernel, foreign):
+    """``kernel`` answers the replace (ENOENT: ours is gone); ``foreign`` holds the slot."""
+    real = kernel.apply
+
+    def apply(ops):
+        return real(ops) if ops[0][0] == "replace" else foreign.apply(ops)
+    return apply
+
+
+def test_repair_reads_the_kernel_only_after_a_link_or_address_change():
+    a, b = _via("10.7.0.1/32", "10.0.0.2"), _via("10.7.0.2/32", "10.0.0.2")
+    kernel = StrictKernel()
+    fib = Fib(kernel)
+    fib.set_desired(100, [a, b])
+    dumps = kernel.dumps
+    assert fib.repair() == FibResult() and kernel.dumps == dumps
+    kernel.routes.clear()               # the link went down ...
+    kernel.answers = [True]             # ... and the watch saw it
+    result = fib.repair()
+    assert result.added == 2 and kernel.dumps == dumps + 1
+    assert fib.repair() == FibResult() and kernel.dumps == dumps + 1
+
+
+def test_a_link_change_makes_the_next_update_plan_against_the_kernel():
+    a = _via("10.7.0.1/32", "10.0.0.2")
+    kernel = StrictKernel()
+    fib = Fib(kernel)
+    fib.update(a)
+    kernel.routes.clear()
+    kernel.answers = [True]
+    assert fib.update(a).added == 1 and encode(a).key in kernel.routes
+
+
+# -- the link watch -------------------------------------------------------------------------
+
+class FakeEvents:
+    """Announcements as the kernel queues them; an exception is raised in its turn."""
+
+    def __init__(self, *items):
+        self.items = list(items)
+
+    def recv_into(self, buf, nbytes=0):
+        if not self.items:
+            raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+        item = self.items.pop(0)
+        if isinstance(item, BaseException):
+            raise item
+        buf[:len(item)] = item
+        return len(item)
+
+    def send(self, data):
+        raise AssertionError("the watch only listens")
+
+    def close(self):
+        pass
+
+
+def _link(mtype, index, flags):
+    return (nl.NLMSGHDR.pack(32, mtype, 0, 0, 0)
+            + struct.pack("=BxHiII", socket.AF_UNSPEC, 1, index, flags, 0))
+
+
+def _addr(mtype, index):
+    return (nl.NLMSGHDR.pack(24, mtype, 0, 0, 0)
+            + struct.pack("=BBBBI", socket.AF_INET6, 64, 0, 0, index))
+
+
+UP = nl.IFF_UP | nl.IFF_LOWER_UP | 0x40 | 0x1000  # with RUNNING, MULTICAST: not what counts
+
+
+def test_link_watch_reports_the_changes_that_can_drop_or_restore_routes():
+    events = FakeEvents()
+    watch = LinkWatch(events)
+    assert watch.changed() is False                         # nothing queued
+    events.items = [_link(nl.RTM_NEWLINK, 7, UP)]
+    assert watch.changed() is True                          # a link not seen before
+    events.items = [_link(nl.RTM_NEWLINK, 7, UP & ~0x40)]   # flags that do not count
+    assert watch.changed() is False
+    events.items = [_link(nl.RTM_NEWLINK, 7, 0x1000)]       # down
+    assert watch.changed() is True
+    events.items = [_link(nl.RTM_NEWLINK, 7, UP)]           # up again
+    assert watch.changed() is True
+    events.items = [_link(nl.RTM_NEWLINK, 7, nl.IFF_UP)]    # carrier lost
+    assert watch.changed() is True
+    events.items = [_link(nl.RTM_DELLINK, 7, 0)]
+    assert watch.changed() is True
+    for mtype in (nl.RTM_NEWADDR, nl.RTM_DELADDR):
+        events.items = [_addr(mtype, 8)]
+        assert watch.changed() is True
+    events.items = [OSError(errno.ENOBUFS, "No buffer space available")]  # announcements lost
+    assert watch.changed() is True
+    # several in one read, one of which counts; a truncated message is skipped
+    events.items = [_link(nl.RTM_NEWLINK, 9, UP) + _link(nl.RTM_NEWLINK, 9, UP)[:20]]
+    assert watch.changed() is True and watch.changed() is False
+    events.items = [OSError(errno.EBADF, "Bad file descriptor")]
+    with pytest.raises(OSError):
+        watch.changed()
+
+
+def test_kernel_fib_without_a_watch_never_reports_a_change():
+    kernel = KernelFib(sock=FakeNetlink(), sleep=lambda s: None)
+    assert kernel.watch is None and kernel.changed() is False
+    watched = KernelFib(sock=FakeNetlink(), watch=LinkWatch(FakeEvents(_addr(nl.RTM_DELADDR, 3))))
+    assert watched.changed() is True and watched.changed() is False
