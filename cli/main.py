@@ -7,10 +7,12 @@ import json
 import logging
 import os
 import signal
+import stat
 from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich.text import Text
 
 from l3fab.speaker.api import ApiClientError, call
 from l3fab.speaker.config import DEFAULT_API_SOCKET
@@ -18,7 +20,7 @@ from l3fab.speaker.errors import ConfigError
 
 from .app.daemon import AppConfig, Daemon, load_app_config
 
-from .output import console, emit_json, fail, neighbors_table, routes_table
+from .output import cell, console, emit_json, fail, neighbors_table, print_record, routes_table, rows_table, say
 
 app = typer.Typer(help="l3fab: routing appliance for multi-tenant layer-3 fabrics.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -104,8 +106,9 @@ def run(config: Path = typer.Option(..., "--config", "-c", help="Node configurat
         # kernel keeps our routes, so peers that support RFC 4724 keep forwarding while
         # l3fab comes back.
         await daemon.stop(graceful=not stop_hard.is_set())
-        try:
-            os.unlink(daemon.api_socket)
+        try:  # our socket; never whatever may have been put in its place since
+            if stat.S_ISSOCK(os.lstat(daemon.api_socket).st_mode):
+                os.unlink(daemon.api_socket)
         except OSError:
             pass
 
@@ -116,7 +119,7 @@ def run(config: Path = typer.Option(..., "--config", "-c", help="Node configurat
 def config_check(config: Path = typer.Argument(..., help="Node configuration (YAML).")) -> None:
     """Validate a node configuration and print a summary."""
     cfg = _load(config).node
-    console.print(f"{config}: router-id {cfg.router_id}, AS {cfg.asn}, {len(cfg.neighbors)} neighbour(s): OK")
+    say(f"{config}: router-id {cfg.router_id}, AS {cfg.asn}, {len(cfg.neighbors)} neighbour(s): OK")
 
 
 @show.command("neighbors")
@@ -137,8 +140,7 @@ def show_neighbor(name: str = typer.Argument(..., help="Name, address or interfa
     if as_json:
         emit_json(row)
         return
-    for k, v in row.items():
-        console.print(f"[bold]{k:>22}[/]: {v}", highlight=False)
+    print_record(row, 22)
 
 
 @show.command("fib")
@@ -155,7 +157,7 @@ def show_fib(table: Optional[int] = typer.Option(None, "--table", help="Kernel t
     from rich.table import Table
 
     if vrf is not None:
-        t = Table(title=f"VRF {vrf} (kernel table, l3fab's routes)", header_style="bold")
+        t = Table(title=cell(f"VRF {vrf} (kernel table, l3fab's routes)"), header_style="bold")
         for col in ("Table", "Prefix", "Kind", "Next hops"):
             t.add_column(col, overflow="fold")
         for r in rows:
@@ -170,7 +172,7 @@ def show_fib(table: Optional[int] = typer.Option(None, "--table", help="Kernel t
                 hops.append(text.strip())
             if "sids" in r:
                 hops = [f"encap seg6 encap.red segs {s}" for s in r["sids"]]
-            t.add_row(str(r["table"]), r["prefix"], r["kind"], ", ".join(hops) or "-")
+            t.add_row(cell(r["table"]), cell(r["prefix"]), cell(r["kind"]), cell(", ".join(hops) or "-"))
         console.print(t)
         return
     t = Table(title="FIB (kernel routes of protocol l3fab)", header_style="bold")
@@ -180,7 +182,7 @@ def show_fib(table: Optional[int] = typer.Option(None, "--table", help="Kernel t
         hop_text = ", ".join(
             f"{h['gateway'] or ''}{' dev ' + str(h['ifname'] or h['ifindex']) if (h['ifname'] or h['ifindex']) else ''}"
             f"{' encap seg6 ' + ','.join(h['encap']) if h['encap'] else ''}" for h in r["nexthops"])
-        t.add_row(str(r["table"]), r["prefix"], r["kind"], hop_text or "-")
+        t.add_row(cell(r["table"]), cell(r["prefix"]), cell(r["kind"]), cell(hop_text or "-"))
     console.print(t)
 
 
@@ -226,10 +228,9 @@ def show_dataplane(sock: Optional[str] = SocketOpt, as_json: bool = JsonOpt) -> 
     if as_json:
         emit_json(row)
         return
-    for k in ("backend", "vrf_mode", "tunnel_source", "underlay_mtu", "endpoint_mtu", "converged",
-              "preserved_at_start", "remote_routes", "vrfs", "endpoints", "imported_routes"):
-        if k in row:
-            console.print(f"[bold]{k:>18}[/]: {row[k]}", highlight=False)
+    print_record({k: row[k] for k in ("backend", "vrf_mode", "tunnel_source", "underlay_mtu", "endpoint_mtu",
+                                      "converged", "preserved_at_start", "remote_routes", "vrfs", "endpoints",
+                                      "imported_routes") if k in row}, 18)
     if row.get("rules"):
         _print_rows("ip rules (l3fab)", row["rules"], ["family", "pref", "from", "iif", "table"], False)
     if row.get("sids"):
@@ -243,7 +244,7 @@ def show_dataplane(sock: Optional[str] = SocketOpt, as_json: bool = JsonOpt) -> 
         _print_rows("nftables counters (packets)", crow, cols, False)
     for key in ("waiting", "errors"):
         if row.get(key):
-            console.print(f"[bold red]{key}[/]: {row[key]}", highlight=False)
+            console.print(Text.assemble((key, "bold red"), ": ", cell(row[key])), highlight=False)
 
 
 @show.command("status")
@@ -253,8 +254,7 @@ def show_status(sock: Optional[str] = SocketOpt, as_json: bool = JsonOpt) -> Non
     if as_json:
         emit_json(row)
         return
-    for k, v in row.items():
-        console.print(f"[bold]{k:>14}[/]: {v}", highlight=False)
+    print_record(row, 14)
 
 
 @rib.command("received")
@@ -364,7 +364,7 @@ def announce(prefix: Optional[str] = typer.Argument(None, help="Prefix, e.g. 10.
     else:
         fail("prefix: missing (give a PREFIX or --file)", 2)
     res = _api(sock, "announce", {"routes": routes})
-    console.print(f"announced {res['announced']} route(s)")
+    say(f"announced {res['announced']} route(s)")
 
 
 @app.command()
@@ -380,7 +380,7 @@ def withdraw(prefix: Optional[str] = typer.Argument(None, help="Prefix to withdr
     else:
         fail("prefix: missing (give a PREFIX or --file)", 2)
     res = _api(sock, "withdraw", {"routes": routes})
-    console.print(f"withdrew {res['withdrawn']} route(s)")
+    say(f"withdrew {res['withdrawn']} route(s)")
 
 
 @neighbor.command("refresh")
@@ -388,36 +388,28 @@ def neighbor_refresh(name: str, family: str = typer.Option("ipv4", "--family", "
                      sock: Optional[str] = SocketOpt) -> None:
     """Ask a neighbour to send its routes again (ROUTE-REFRESH, RFC 2918)."""
     _api(sock, "route_refresh", {"neighbor": name, "family": family})
-    console.print(f"route refresh for {family} sent to {name}")
+    say(f"route refresh for {family} sent to {name}")
 
 
 @neighbor.command("reset")
 def neighbor_reset(name: str, message: str = typer.Option("", "--message"), sock: Optional[str] = SocketOpt) -> None:
     """Reset a session (Cease / administrative reset) and let it come back."""
     _api(sock, "reset", {"neighbor": name, "message": message})
-    console.print(f"session with {name} reset")
+    say(f"session with {name} reset")
 
 
 def _print_record(row: dict, as_json: bool) -> None:
     if as_json:
         emit_json(row)
         return
-    for k, v in row.items():
-        console.print(f"[bold]{k:>16}[/]: {v}", highlight=False)
+    print_record(row, 16)
 
 
 def _print_rows(title: str, rows: list[dict], columns: list[str], as_json: bool) -> None:
     if as_json:
         emit_json(rows)
         return
-    from rich.table import Table
-
-    t = Table(title=title, header_style="bold")
-    for col in columns:
-        t.add_column(col, overflow="fold")
-    for r in rows:
-        t.add_row(*(str(r.get(col, "")) if r.get(col) not in (None, [], ()) else "-" for col in columns))
-    console.print(t)
+    console.print(rows_table(title, rows, columns))
 
 
 @tenant_app.command("create")
@@ -441,7 +433,7 @@ def tenant_peers(name: str, peer: List[str] = typer.Option([], "--peer"),
 def tenant_delete(name: str, sock: Optional[str] = SocketOpt) -> None:
     """Delete a tenant that has no endpoints left."""
     _api(sock, "tenant_delete", {"name": name})
-    console.print(f"tenant {name} deleted")
+    say(f"tenant {name} deleted")
 
 
 @tenant_app.command("list")
@@ -471,7 +463,7 @@ def endpoint_add(name: str, tenant: str = typer.Option(..., "--tenant"),
 def endpoint_remove(name: str, sock: Optional[str] = SocketOpt) -> None:
     """Remove an endpoint: its routes are withdrawn everywhere."""
     _api(sock, "endpoint_remove", {"name": name})
-    console.print(f"endpoint {name} removed")
+    say(f"endpoint {name} removed")
 
 
 @endpoint_app.command("list")
