@@ -320,11 +320,27 @@ class LargeCommunities(PathAttribute):
         return " ".join(str(c) for c in self.communities)
 
 
-class MpNextHop(NamedTuple):
-    """Next hop of MP_REACH_NLRI: one address, optionally with an IPv6 link-local one."""
-
+class _NextHopFields(NamedTuple):
     address: str
     link_local: str | None = None
+
+
+class MpNextHop(_NextHopFields):
+    """Next hop of MP_REACH_NLRI: one address, optionally with an IPv6 link-local one.
+
+    The unspecified global address with a link-local one (``::`` + ``fe80::...``) is the
+    link-local address alone: a speaker on a link with link-local addresses only has no
+    global one to send (RFC 2545 section 3; BIRD 2 sends this form).  Normalised here,
+    where every next hop is made (decoded or built), nothing downstream ever sees ``::``
+    for a next hop that has a usable address.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, address: str, link_local: str | None = None) -> "MpNextHop":
+        if link_local is not None and address == "::":
+            address, link_local = link_local, None
+        return super().__new__(cls, address, link_local)
 
     def __str__(self) -> str:
         return self.address if not self.link_local else f"{self.address} ({self.link_local})"

@@ -26,6 +26,9 @@ from bgpbytes import (
     update,
     vpn_prefix,
 )
+from l3fab.speaker.table.adj_rib_in import AttributeInterner, update_paths
+from l3fab.speaker.table.nexthop import NexthopTracker
+from l3fab.speaker.table.path import Source
 from l3fab.speaker.wire import (
     IPV4_UNICAST,
     IPV6_UNICAST,
@@ -216,6 +219,44 @@ def test_vpn_48_octet_next_hop_with_nonzero_rds_decodes():
     u = _decode(update(attrs=mp_reach(2, 128, nh,
                                       vpn_prefix(rd0(1, 1), "2001:db8::/32", (5,))) + ORIGIN_IGP + AS_PATH_65001))
     assert u.get(MpReachNlri) == MpReachNlri(VPNV6, MpNextHop(V6, LL), (v,))
+
+
+@pytest.mark.parametrize(
+    "afi,safi,nh_wire,nlri_wire,key",
+    [
+        (2, 1, ip("::") + ip(LL), prefix("2001:db8:7::/48"), Prefix.parse("2001:db8:7::/48")),  # BIRD 2
+        (1, 1, ip("::") + ip(LL), prefix("10.7.0.0/16"), Prefix.parse("10.7.0.0/16")),  # RFC 8950
+        (2, 128, bytes(8) + ip("::") + bytes(8) + ip(LL), vpn_prefix(rd0(1, 1), "2001:db8:7::/48", (5,)),
+         VpnPrefix(RouteDistinguisher(0, 1, 1), Prefix.parse("2001:db8:7::/48"), ())),
+    ],
+    ids=["ipv6", "ipv4-rfc8950", "vpnv6"],
+)
+def test_unspecified_global_next_hop_with_a_link_local_is_the_link_local(afi, safi, nh_wire, nlri_wire, key):
+    # Regression (issue 10, finding 15): on a link with only link-local addresses BIRD 2
+    # sends the next hop as :: + link-local; l3fab took :: for the next hop, which
+    # nothing resolves, and every such path was invalid.
+    u = _decode(update(attrs=mp_reach(afi, safi, nh_wire, nlri_wire) + ORIGIN_IGP + AS_PATH_65001))
+    assert not u.faults
+    ((family, nh, nlri),) = u.reachable()
+    assert nh == MpNextHop(LL) and nh.link_local is None
+    # ... and the table takes such a path as valid (a link-local next hop needs no route)
+    source = Source("bird", "fe80::2", 65001)
+    ((_, (path,)),), _ = update_paths(u, source, AttributeInterner())
+    assert path.key == key and path.next_hop == MpNextHop(LL)
+    assert NexthopTracker().valid(path)
+
+
+def test_mp_next_hop_built_as_unspecified_plus_link_local_is_the_link_local():
+    assert MpNextHop("::", LL) == MpNextHop(LL) and MpNextHop("::", LL).link_local is None
+    assert MpNextHop(V6, LL) == (V6, LL) and MpNextHop("::") == ("::", None)
+
+
+def test_unspecified_global_next_hop_alone_is_left_as_sent():
+    # Only the pair (::, link-local) is rewritten: a lone :: stays (nothing resolves it).
+    u = _decode(update(attrs=mp_reach(2, 1, ip("::"), prefix("2001:db8:7::/48")) + ORIGIN_IGP + AS_PATH_65001))
+    assert u.reachable()[0][1] == MpNextHop("::")
+    u = _decode(update(attrs=mp_reach(2, 1, ip(V6) + ip(LL), prefix("2001:db8:7::/48")) + ORIGIN_IGP + AS_PATH_65001))
+    assert u.reachable()[0][1] == MpNextHop(V6, LL)
 
 
 def test_ipv6_withdrawal_via_mp_unreach():
