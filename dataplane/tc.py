@@ -28,7 +28,11 @@ while an htb leaf queues ``txqueuelen`` packets (1000 x 1500 B is 1.5 s at
 **Burst** (:func:`burst_for`): 10 ms of traffic at the rate, at least 64 KiB.  The
 floor matters: GSO packets on veth/TAP reach 64 KiB, and a policer whose burst is
 smaller than one packet drops all of them (tbf splits them; police cannot).
-Below :data:`MIN_RATE` tc's timing overflows, so slower limits are refused.
+Below :data:`MIN_RATE` tc's timing overflows, so slower limits are refused.  Above
+:data:`MAX_RATE` the tbf queue limit overflows: tc passes the rate itself as a 64-bit
+attribute, but the limit is a 32-bit byte count of rate x (latency + burst time), which
+wraps above ~572 Gbit/s - tc accepts the qdisc and it queues a few bytes.  Faster
+limits are refused too (``tenancy.rate`` refuses both before they are stored).
 
 **What l3fab owns (its tags)** - it never changes anything else:
 
@@ -62,6 +66,7 @@ IFB_ALIAS = "l3fab-rate:"
 COOKIE_MAGIC = b"l3fb"
 LATENCY_US = 50_000
 MIN_RATE = 8_000          # bit/s
+MAX_RATE = 500 * 10**9    # bit/s: (MAX_RATE / 8) x (LATENCY + BURST_SECONDS) < 2**32 bytes
 MIN_BURST = 65_536        # bytes
 BURST_SECONDS = 0.01
 POLICE_MTU = 65_535       # act_police's default (2 KiB) would drop jumbo frames
@@ -230,6 +235,9 @@ def _rate_error(port: PortSpec) -> str | None:
     if rate < MIN_RATE:
         return (f"{_label(port.name, port.ifname)}: rate_limit {rate} bit/s is below the minimum "
                 f"{MIN_RATE} bit/s tc can time")
+    if rate > MAX_RATE:
+        return (f"{_label(port.name, port.ifname)}: rate_limit {rate} bit/s is above the maximum "
+                f"{MAX_RATE} bit/s tc's tbf queue limit can hold")
     return None
 
 

@@ -1,6 +1,16 @@
 """Validators for configuration fields: each returns the normalised value or raises
 one :class:`ConfigError` line naming the field and the value (``neighbors[1].remote-as:
-'foo' is not an AS number``).  Shared by every layer that parses a config section."""
+'foo' is not an AS number``).  Shared by every layer that parses a config section.
+
+Names (:func:`name`, :func:`ifname`, any :func:`matching` pattern) are matched against
+the *whole* string (``re.fullmatch``: a pattern ending in ``$`` would also accept a
+final newline, and ``"web2\n"`` would reach nft, logs and the state file), and text
+with a control character (anything ``str.isprintable`` refuses: C0/C1 controls, DEL,
+every whitespace but the space, line and paragraph separators, bidi and other format
+characters) is refused before any pattern is tried, saying which character it was.  The value in the
+message is ``repr``-escaped and cut to :data:`SHOWN`, so the message stays one line
+whatever was sent.  ``error`` lets another layer raise its own ConfigError subclass
+(``tenancy.errors.IntentError``)."""
 from __future__ import annotations
 
 import difflib
@@ -11,7 +21,62 @@ from typing import Any
 from .errors import ConfigError
 from .wire.constants import Family
 
-IFNAME = re.compile(r"[A-Za-z0-9_.:@-]{1,15}")  # use with fullmatch: "$" would accept a final newline
+IFNAME = re.compile(r"[A-Za-z0-9_.:@-]{1,15}")  # IFNAMSIZ - 1; no '*' or '/'; used with fullmatch
+IFNAME_RULE = "1-15 characters: letters, digits, '_', '.', ':', '@', '-'"
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")  # tenants, endpoints; used with fullmatch
+NAME_RULE = "letters, digits, '_', '.', '-'; up to 63, first a letter or digit"
+SHOWN = 100
+"""Characters of a refused value's ``repr`` shown in an error (the rest is counted)."""
+
+Error = type[ConfigError]
+
+
+def shown(v: Any) -> str:
+    """``repr(v)``, one line (repr escapes every non-printable character), at most
+    :data:`SHOWN` characters and a count of the rest."""
+    text = repr(v)
+    if len(text) > SHOWN:
+        return f"{text[:SHOWN]}...({len(text) - SHOWN} more)"
+    return text
+
+
+def refuse(path: str, v: Any, problem: str, error: Error = ConfigError) -> ConfigError:
+    """The one-line error ``path: <value shown> problem`` (to be raised by the caller)."""
+    return error(path, v, problem, message=f"{path}: {shown(v)} {problem}")
+
+
+def control_character(text: str) -> str | None:
+    """The first character of ``text`` that ``str.isprintable`` refuses, or None."""
+    if text.isprintable():
+        return None
+    return next(c for c in text if not c.isprintable())
+
+
+def printable(path: str, v: Any, error: Error = ConfigError) -> str:
+    """A string without control characters (a newline would forge a log line or break
+    the nft file, an escape sequence drives a terminal)."""
+    if not isinstance(v, str):
+        raise refuse(path, v, "is not a string", error)
+    bad = control_character(v)
+    if bad is not None:
+        raise refuse(path, v, f"contains a control or non-printable character ({bad!r})", error)
+    return v
+
+
+def matching(path: str, v: Any, pattern: re.Pattern[str], what: str, error: Error = ConfigError) -> str:
+    """``v`` if it is a string without control characters that ``pattern`` matches
+    whole; else the one-line error ``path: <value> is not <what>``."""
+    if not isinstance(v, str):
+        raise refuse(path, v, f"is not {what}", error)
+    printable(path, v, error)
+    if pattern.fullmatch(v) is None:
+        raise refuse(path, v, f"is not {what}", error)
+    return v
+
+
+def name(path: str, v: Any, error: Error = ConfigError) -> str:
+    """A tenant or endpoint name (:data:`NAME`)."""
+    return matching(path, v, NAME, f"a name ({NAME_RULE})", error)
 
 
 def asn(path: str, v: Any) -> int:
@@ -75,10 +140,9 @@ def string(path: str, v: Any) -> str:
     return v
 
 
-def ifname(path: str, v: Any) -> str:
-    if not isinstance(v, str) or not IFNAME.fullmatch(v):
-        raise ConfigError(path, v, "is not an interface name")
-    return v
+def ifname(path: str, v: Any, error: Error = ConfigError) -> str:
+    """A Linux interface name (:data:`IFNAME`)."""
+    return matching(path, v, IFNAME, f"an interface name ({IFNAME_RULE})", error)
 
 
 def families(path: str, v: Any) -> tuple[Family, ...]:

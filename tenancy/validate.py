@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import re
 from typing import Any, Callable
+
+from l3fab.speaker import fields
 
 from .errors import IntentError
 from .model import FAMILY_ALIASES, FAMILIES, EndpointSpec, State, TenantSpec
 from .node import SID_FIRST_INDEX, NodeSettings
-from .rate import parse_rate
+from .rate import checked_rate
 
 MAX_VNI = (1 << 24) - 1
-MIN_RATE = 8_000  # bit/s: below it tc's token-bucket timing overflows (see dataplane.tc)
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-_IFNAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")  # IFNAMSIZ - 1
 
 InterfaceExists = Callable[[str], bool]
 
@@ -32,13 +30,18 @@ def sysfs_interface_exists(name: str) -> bool:
 # ---------------------------------------------------------------- input normalization
 
 
+# Every string an operator or an API client sends is refused with a control character
+# in it (speaker.fields): names are matched whole, so "web2\n" never reaches the state
+# file, nft or a log line.
+
+
 def name(path: str, v: Any) -> str:
-    if not isinstance(v, str) or not _NAME.match(v):
-        raise IntentError(path, v, "is not a name (letters, digits, '_', '.', '-'; up to 63, first a letter or digit)")
-    return v
+    return fields.name(path, v, IntentError)
 
 
 def vni(path: str, v: Any) -> int:
+    if isinstance(v, str):
+        fields.printable(path, v, IntentError)
     if isinstance(v, bool) or not isinstance(v, (int, str)) or not str(v).strip().isdigit():
         raise IntentError(path, v, f"is not a VNI (1-{MAX_VNI})")
     n = int(str(v).strip())
@@ -48,6 +51,8 @@ def vni(path: str, v: Any) -> int:
 
 
 def families(path: str, v: Any) -> str:
+    if isinstance(v, str):
+        fields.printable(path, v, IntentError)
     canonical = FAMILY_ALIASES.get(str(v).strip().lower()) if isinstance(v, str) else None
     if canonical is None:
         raise IntentError(path, v, f"is not an address-family choice ({', '.join(FAMILIES)})")
@@ -75,6 +80,7 @@ def host_address(path: str, v: Any, version: int) -> str | None:
     width = 32 if version == 4 else 128
     if not isinstance(v, str):
         raise IntentError(path, v, f"is not an IPv{version} address")
+    fields.printable(path, v, IntentError)
     try:
         iface = ipaddress.ip_interface(v.strip())
     except ValueError:
@@ -90,21 +96,17 @@ def host_address(path: str, v: Any, version: int) -> str | None:
 
 
 def interface_name(path: str, v: Any) -> str:
-    if not isinstance(v, str) or not _IFNAME.match(v):
-        raise IntentError(path, v, "is not an interface name (1-15 characters)")
-    return v
+    return fields.ifname(path, v, IntentError)
 
 
 def rate_limit(path: str, v: Any) -> int | None:
+    """Bit/s in the range tc can shape (:func:`tenancy.rate.checked_rate`); None: no limit."""
     if v is None or v == "":
         return None
     try:
-        rate = parse_rate(v)
+        return checked_rate(v)
     except ValueError as e:
-        raise IntentError(path, v, str(e)) from None
-    if rate < MIN_RATE:
-        raise IntentError(path, v, f"is below {MIN_RATE} bit/s (8kbit), the slowest rate tc can shape")
-    return rate
+        raise fields.refuse(path, v, str(e), IntentError) from None
 
 
 def tenant_spec(name_: Any, vni_: Any, families_: Any = "dual-stack", peers: Any = ()) -> TenantSpec:

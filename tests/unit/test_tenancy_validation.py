@@ -71,11 +71,33 @@ REFUSALS = [
     (lambda i: i.add_endpoint("x", "blue", "tap1", ipv6="2001:db8::/64"),
      "endpoints[x].ipv6: '2001:db8::/64' is not a host address (/128)"),
     (lambda i: i.add_endpoint("x", "blue", "a-very-long-interface", ipv4="10.0.0.9"),
-     "endpoints[x].interface: 'a-very-long-interface' is not an interface name (1-15 characters)"),
+     "endpoints[x].interface: 'a-very-long-interface' is not an interface name "
+     "(1-15 characters: letters, digits, '_', '.', ':', '@', '-')"),
     (lambda i: i.add_endpoint("x", "blue", "tap1", ipv4="10.0.0.9", rate_limit="100mbps"),
      "endpoints[x].rate-limit: '100mbps' is ambiguous: tc reads mbps as bytes per second; write bits, e.g. 100mbit"),
     (lambda i: i.add_endpoint("x", "blue", "tap1", ipv4="10.0.0.9", rate_limit="fast"),
      "endpoints[x].rate-limit: 'fast' is not a rate such as 100mbit or 1gbit"),
+    # issue 10 finding 2: a final newline (or any control character) is refused, never saved
+    (lambda i: i.add_endpoint("web2\n", "blue", "tap1", ipv4="10.0.0.9"),
+     "endpoint.name: 'web2\\n' contains a control or non-printable character ('\\n')"),
+    (lambda i: i.add_endpoint("web2", "blue", "tap1\n", ipv4="10.0.0.9"),
+     "endpoints[web2].interface: 'tap1\\n' contains a control or non-printable character ('\\n')"),
+    (lambda i: i.add_endpoint("web2", "blue\n", "tap1", ipv4="10.0.0.9"),
+     "endpoints[web2].tenant: 'blue\\n' contains a control or non-printable character ('\\n')"),
+    (lambda i: i.add_endpoint("web2", "blue", "tap1", ipv4="10.0.0.9\n"),
+     "endpoints[web2].ipv4: '10.0.0.9\\n' contains a control or non-printable character ('\\n')"),
+    (lambda i: i.create_tenant("red\x1b[31m", 5),
+     "tenant.name: 'red\\x1b[31m' contains a control or non-printable character ('\\x1b')"),
+    (lambda i: i.create_tenant("red", "5\n"),
+     "tenants[red].vni: '5\\n' contains a control or non-printable character ('\\n')"),
+    (lambda i: i.create_tenant("red", 5, peers=["blue\u2028"]),
+     "tenants[red].peers: 'blue\\u2028' contains a control or non-printable character ('\\u2028')"),
+    (lambda i: i.set_peers("blue\r", []),
+     "tenant.name: 'blue\\r' contains a control or non-printable character ('\\r')"),
+    # issue 10 finding 11: a rate tc cannot shape is refused, not saved to fail in tc later
+    (lambda i: i.add_endpoint("x", "blue", "tap1", ipv4="10.0.0.9", rate_limit="99999999999999999999gbit"),
+     "endpoints[x].rate-limit: '99999999999999999999gbit' is above 500000000000 bit/s (500gbit), the fastest "
+     "rate tc can shape (its tbf queue limit overflows)"),
 ]
 
 
