@@ -14,7 +14,7 @@ from .notification import Notification
 from .open import Open
 from .rd import RouteDistinguisher
 from .route_refresh import RouteRefresh
-from .update import Fault, Update, end_of_rib, pack_announcements, pack_withdrawals
+from .update import Fault, Packed, Update, end_of_rib, pack_announcements, pack_reachable, pack_withdrawals
 
 __all__ = [
     "Aggregator", "AsPath", "AsSegment", "AtomicAggregate", "ClusterList", "Communities", "ExtendedCommunities",
@@ -23,5 +23,5 @@ __all__ = [
     "VPNV4", "VPNV6", "Afi", "Family", "Safi", "CodecContext", "BgpError", "LocalProtocolError",
     "RemoteProtocolError", "ExtCommunity", "route_target", "KEEPALIVE", "Keepalive", "MessageReader",
     "decode_message", "PathId", "Prefix", "VpnPrefix", "Notification", "Open", "RouteDistinguisher", "RouteRefresh",
-    "Fault", "Update", "end_of_rib", "pack_announcements", "pack_withdrawals",
+    "Fault", "Packed", "Update", "end_of_rib", "pack_announcements", "pack_reachable", "pack_withdrawals",
 ]

@@ -12,7 +12,7 @@ import ipaddress
 import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar, overload
+from typing import NamedTuple, TypeVar, overload
 
 from .attributes import (
     AS_CONFED_SEQUENCE,
@@ -564,33 +564,80 @@ def decode_update(body: bytes, ctx: CodecContext = DEFAULT_CONTEXT) -> Update:
 # --------------------------------------------------------------------------- packing
 
 
-def pack_announcements(family: Family, attributes: tuple[PathAttribute, ...], next_hop: MpNextHop | None,
-                       nlri: Sequence[Nlri], ctx: CodecContext = DEFAULT_CONTEXT) -> list[bytes]:
+class Packed(NamedTuple):
+    """What :func:`pack_reachable` made: the UPDATEs, and the NLRI no UPDATE can carry."""
+
+    messages: list[bytes]
+    refused: list[int]  # indexes into the NLRI given, in order
+    reason: str  # why (the first reason met); "" when nothing was refused
+
+
+def pack_reachable(family: Family, attributes: tuple[PathAttribute, ...], next_hop: MpNextHop | None,
+                   nlri: Sequence[Nlri], ctx: CodecContext = DEFAULT_CONTEXT) -> Packed:
     """Encode as few UPDATEs as fit ``ctx.max_message`` announcing ``nlri`` with shared attributes.
 
     IPv4 unicast with an IPv4 next hop uses the NLRI field; every other case uses
     MP_REACH_NLRI (RFC 4760, and RFC 8950 for IPv4 with an IPv6 next hop).
+
+    What cannot be encoded is refused, never raised: NLRI that do not fit in one
+    message with these attributes (attributes received over an extended-message
+    session and sent to a peer without it), or the whole group when the attributes
+    or the next hop themselves cannot be expressed.  The caller decides what a refused
+    route means (the Adj-RIB-Out does not advertise it); everything else is packed.
     """
     base = tuple(a for a in attributes if not isinstance(a, (MpReachNlri, MpUnreachNlri, NextHop)))
-    encoded = [encode_nlri(n) for n in nlri]
+    limit = ctx.max_message
+    fixed: bytes
+    mp_head = b""
+    try:
+        if family == IPV4_UNICAST and next_hop is not None and not next_hop.is_ipv6:
+            fixed = encode_attributes(base + (NextHop(next_hop.address),), ctx)
+            overhead = HEADER_LEN + 4 + len(fixed)
+        else:
+            if next_hop is None:
+                raise LocalProtocolError(f"{family} announcement needs a next hop")
+            fixed = encode_attributes(base, ctx)
+            mp_head = MpReachNlri(family, next_hop, ()).value(ctx)
+            # MP_REACH_NLRI header (4 octets: extended length, the NLRI may need it)
+            overhead = HEADER_LEN + 4 + len(fixed) + 4 + len(mp_head)
+    except LocalProtocolError as err:
+        return Packed([], list(range(len(nlri))), str(err))
+    room = limit - overhead
+    encoded: list[bytes] = []
+    refused: list[int] = []
+    reason = ""
+    for i, n in enumerate(nlri):
+        try:
+            e = encode_nlri(n)
+        except LocalProtocolError as err:
+            refused.append(i)
+            reason = reason or str(err)
+            continue
+        if len(e) > room:
+            refused.append(i)
+            reason = reason or (f"an UPDATE with these path attributes and next hop needs {overhead + len(e)} "
+                                f"octets, more than the {limit} the session allows")
+            continue
+        encoded.append(e)
     out: list[bytes] = []
-    if family == IPV4_UNICAST and next_hop is not None and not next_hop.is_ipv6:
-        attrs = encode_attributes(base + (NextHop(next_hop.address),), ctx)
-        room = ctx.max_message - HEADER_LEN - 4 - len(attrs)
+    if encoded:
         for chunk in _chunks(encoded, room):
-            out.append(build_update(b"", attrs, chunk, ctx.max_message))
-        return out
-    if next_hop is None:
-        raise LocalProtocolError(f"{family} announcement needs a next hop")
-    rest = encode_attributes(base, ctx)
-    empty = MpReachNlri(family, next_hop, ())
-    mp_head = empty.value(ctx)
-    # MP_REACH header (4 octets with extended length) + fixed part + NLRI
-    room = ctx.max_message - HEADER_LEN - 4 - len(rest) - 4 - len(mp_head)
-    for chunk in _chunks(encoded, room):
-        mp = pack_tlv(OPT_NONTRANS, AttrType.MP_REACH_NLRI, mp_head + chunk)
-        out.append(build_update(b"", mp + rest, b"", ctx.max_message))
-    return out
+            if mp_head:
+                mp = pack_tlv(OPT_NONTRANS, AttrType.MP_REACH_NLRI, mp_head + chunk)
+                out.append(build_update(b"", mp + fixed, b"", limit))
+            else:
+                out.append(build_update(b"", fixed, chunk, limit))
+    return Packed(out, refused, reason)
+
+
+def pack_announcements(family: Family, attributes: tuple[PathAttribute, ...], next_hop: MpNextHop | None,
+                       nlri: Sequence[Nlri], ctx: CodecContext = DEFAULT_CONTEXT) -> list[bytes]:
+    """:func:`pack_reachable` for callers that cannot skip a route: raises
+    :class:`LocalProtocolError` when any of ``nlri`` cannot be sent."""
+    packed = pack_reachable(family, attributes, next_hop, nlri, ctx)
+    if packed.refused:
+        raise LocalProtocolError(packed.reason)
+    return packed.messages
 
 
 def pack_withdrawals(family: Family, nlri: Sequence[Nlri], ctx: CodecContext = DEFAULT_CONTEXT) -> list[bytes]:
