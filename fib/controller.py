@@ -12,10 +12,12 @@ What the kernel has is cached, not trusted blindly: the kernel deletes routes
 by itself when their interface goes down (and does not bring them back), so
 the cache is read again from the kernel after any link or address change
 (:class:`~fib.kernel.LinkWatch`) before the next change is planned, and a
-replace that finds the route gone adds it again. :meth:`Fib.repair` (call it
-often: it costs one non-blocking read when nothing changed) puts back what
-the kernel dropped; :meth:`Fib.reconcile` (call it every interval) re-reads
-everything in any case, for what no announcement reveals (``ip route del``).
+replace that finds the route gone adds it again; routes through an interface
+that was re-created are encoded again with its new index. :meth:`Fib.repair`
+(call it often: it costs one non-blocking read when nothing changed) puts
+back what the kernel dropped; :meth:`Fib.reconcile` (call it every interval)
+re-reads everything in any case, for what no announcement reveals (``ip route
+del``).
 
 Restart behaviour: routes already right are never re-sent. Routes of l3fab's
 protocol that nobody asked for (stale, from before a restart) stay until
@@ -36,7 +38,7 @@ from typing import Iterable, Iterator, Mapping
 
 from l3fab.fib.kernel import ApplyOutcome, KernelFib, Op
 from l3fab.fib.model import FibRoute, RTPROT_L3FAB
-from l3fab.fib.netlink import Prepared, RouteKey, Signature, to_route
+from l3fab.fib.netlink import FibRouteError, Prepared, RouteKey, Signature, to_route
 from l3fab.fib.reconcile import Pid, Plan, diff
 
 log = logging.getLogger("l3fab.fib")
@@ -81,6 +83,7 @@ class Fib:
         self._want: dict[Pid, tuple[int, Signature]] = {}      # what diff() reads
         self._actual: dict[Pid, dict[int, Signature]] | None = None
         self._stale = False  # the cache is known to be wrong: read the kernel before planning
+        self._unencoded: set[Pid] = set()  # to encode again once their interface is back
         self._converged = False
         self._batch = 0
         self._dirty: set[Pid] = set()
@@ -102,6 +105,7 @@ class Fib:
     def converged(self) -> FibResult:
         """The RIB is complete: from now on stale routes are deleted. Deletes them now."""
         self._converged = True
+        self._look()
         self._dirty.clear()
         return self._apply_plan(diff(self._want, self._fresh_actual(), prune=True))
 
@@ -134,6 +138,7 @@ class Fib:
         old = self._routes.get(table, {}).pop(canonical, None)
         if old is not None:
             pid = old.key[:4]
+            self._unencoded.discard(pid)
             del self._desired[pid]
             del self._want[pid]
             self._dirty.add(pid)
@@ -184,6 +189,7 @@ class Fib:
 
     def flush(self) -> FibResult:
         """Apply the changes collected so far."""
+        self._look()
         dirty, self._dirty = self._dirty, set()
         if not dirty:
             return FibResult()
@@ -198,7 +204,7 @@ class Fib:
 
     def reconcile(self) -> FibResult:
         """Read the kernel again, diff against the desired state, apply the difference."""
-        self.kernel.changed()  # read now: the dump below covers what was announced so far
+        self._look()  # read now: the dump below covers what was announced so far
         actual = self._load()
         self._dirty.clear()
         return self._apply_plan(diff(self._want, actual, prune=self._converged))
@@ -211,7 +217,7 @@ class Fib:
         comes up), or a write found one of l3fab's routes gone. Otherwise nothing
         is read or written, so this is cheap enough to call every second.
         """
-        if self._stale | self.kernel.changed():  # both: the announcements are read in any case
+        if self._look():
             return self.reconcile()
         return FibResult()
 
@@ -238,10 +244,37 @@ class Fib:
 
     def _fresh_actual(self) -> dict[Pid, dict[int, Signature]]:
         """The cache, first read again from the kernel if it may be wrong (before planning)."""
-        changed = self.kernel.changed()  # read in any case: a load covers what was announced
-        if self._actual is None or self._stale or changed:
+        if self._actual is None or self._stale:
             return self._load()
         return self._actual
+
+    def _look(self) -> bool:
+        """Read the kernel's announcements; True if the cache is to be read again.
+
+        Routes through an interface that was removed or re-created (a new index)
+        are encoded again, so that they name the interface as it is now; those
+        whose interface is missing are tried again at every change until it is back.
+        """
+        if self.kernel.changed():
+            self._stale = True
+            moved = self.kernel.moved_interfaces()
+            if moved or self._unencoded:
+                self._reencode(moved)
+        return self._stale
+
+    def _reencode(self, ifnames: set[str]) -> None:
+        prepare, put, desired = self.kernel.prepare, self._put, self._desired
+        pids = set(self._unencoded)
+        if ifnames:
+            pids.update(pid for pid, prepared in desired.items()
+                        if any(nh.ifindex is None and nh.ifname in ifnames
+                               for nh in prepared.route.nexthops))
+        self._unencoded = set()
+        for pid in pids:
+            try:
+                put(prepare(desired[pid].route))
+            except FibRouteError:  # the interface is missing: until then its adds fail (ENODEV)
+                self._unencoded.add(pid)
 
     def _load(self) -> dict[Pid, dict[int, Signature]]:
         actual: dict[Pid, dict[int, Signature]] = {}

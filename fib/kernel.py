@@ -199,6 +199,10 @@ class KernelFib:
         self._seq = 0
         self._buf = bytearray(1 << 20)
         self._ifindex: dict[str, int] = {}
+        # Names resolved -> the index they had last, kept across forget_interfaces() and
+        # only while the interface exists; names seen to change since moved_interfaces().
+        self._last: dict[str, int] = {}
+        self._moved: set[str] = set()
         self._resolve = resolve  # interface name -> index, in the socket's namespace
         self.encoder = nl.Encoder(self.ifindex, protocol)
 
@@ -218,13 +222,46 @@ class KernelFib:
         """The index of ``ifname`` in this namespace (cached; see :meth:`forget_interfaces`)."""
         index = self._ifindex.get(ifname)
         if index is None:
-            index = self._ifindex[ifname] = self._resolve(ifname)
+            try:
+                index = self._resolve(ifname)
+            except OSError:
+                self._saw(ifname, None)
+                raise
+            self._saw(ifname, index)
+            self._ifindex[ifname] = index
         return index
+
+    def _saw(self, ifname: str, index: int | None) -> None:
+        last = self._last.get(ifname)
+        if last is not None and last != index:
+            self._moved.add(ifname)
+        if index is None:
+            self._last.pop(ifname, None)
+            self._ifindex.pop(ifname, None)
+        else:
+            self._last[ifname] = index
 
     def forget_interfaces(self) -> None:
         """Drop cached interface indexes and encodings (an interface was re-created)."""
         self._ifindex.clear()
         self.encoder.clear()
+
+    def moved_interfaces(self) -> set[str]:
+        """Names whose interface was removed or re-created (a new index) since they were
+        resolved, looked up again now. Their cached indexes and every cached encoding
+        are dropped: routes through them are to be encoded again."""
+        for ifname in list(self._last):
+            try:
+                index: int | None = self._resolve(ifname)
+            except OSError:
+                index = None
+            self._saw(ifname, index)
+            if index is not None:
+                self._ifindex[ifname] = index
+        moved, self._moved = self._moved, set()
+        if moved:
+            self.encoder.clear()
+        return moved
 
     def prepare(self, route: FibRoute) -> Prepared:
         return self.encoder.prepare(route)

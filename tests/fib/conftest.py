@@ -8,6 +8,7 @@ itself stays where it is. Interface names are resolved inside the namespace too.
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import threading
 
@@ -46,8 +47,11 @@ def socket_in(ns: Namespace, opener=open_socket):
 
 def fib_in(ns: Namespace, *, watch: bool = True, protocol: int = RTPROT_L3FAB, **kwargs) -> Fib:
     """As the daemon's FIB, in ``ns``; ``watch=False``: without the link watch."""
-    def resolve(ifname: str) -> int:
-        return ns.ip_json("link", "show", "dev", ifname)[0]["ifindex"]
+    def resolve(ifname: str) -> int:  # as socket.if_nametoindex, in the namespace
+        for link in ns.ip_json("link", "show"):
+            if link["ifname"] == ifname:
+                return link["ifindex"]
+        raise OSError(errno.ENODEV, f"no interface {ifname} in {ns.netns}")
 
     link_watch = LinkWatch(socket_in(ns, open_watch_socket)) if watch else None
     fib = Fib(KernelFib(protocol, sock=socket_in(ns), resolve=resolve, watch=link_watch), **kwargs)

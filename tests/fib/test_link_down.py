@@ -118,3 +118,21 @@ def test_reconcile_puts_back_what_the_kernel_dropped(router):
     assert fib.repair() == FibResult()  # without a watch only a reconcile can find out
     assert fib.reconcile().added == 4
     assert dump(router) == EXPECTED
+
+
+def test_routes_through_a_re_created_interface_come_back_with_its_new_index(lab, router):
+    """A link removed and made again (a new ifindex): the routes are encoded again."""
+    fib = fib_in(router)
+    fib.set_desired(T, VIA_UP0 + [VIA_UP1])
+    before = router.ip_json("link", "show", "dev", "up0")[0]["ifindex"]
+    router.ip("link", "del", "dev", "up0")
+    gone = fib.repair()
+    assert gone.added == 0 and len(gone.errors) == 4
+    assert all("ENODEV" in e or "ENETUNREACH" in e for e in gone.errors), gone.errors
+    lab.link("r", "peer", "up0", "down0")
+    router.add_address("up0", "10.0.0.1/24")
+    assert router.ip_json("link", "show", "dev", "up0")[0]["ifindex"] != before
+    back = fib.repair()
+    assert back.ok and back.added == 4, back
+    assert dump(router) == EXPECTED
+    assert fib.repair() == FibResult() and fib.reconcile() == FibResult()

@@ -12,7 +12,7 @@ import pytest
 from l3fab.fib import FibNextHop, FibRoute, RouteKind, Seg6Encap, seg6_route, unicast, unreachable
 from l3fab.fib import netlink as nl
 from l3fab.fib.controller import Fib, FibResult
-from l3fab.fib.kernel import KernelFib, LinkWatch
+from l3fab.fib.kernel import KernelFib, LinkWatch, OpError
 from l3fab.fib.reconcile import diff
 
 IFINDEX = {"up0": 7, "up1": 8}.__getitem__
@@ -293,7 +293,7 @@ class StrictKernel(FakeKernel):
         return super().dump(tables, families)
 
     def apply(self, ops):
-        from l3fab.fib.kernel import ApplyOutcome, OpError
+        from l3fab.fib.kernel import ApplyOutcome
         outcome = ApplyOutcome()
         for op in ops:
             action, pid, metric, _body, sig = op
@@ -464,3 +464,46 @@ def test_kernel_fib_without_a_watch_never_reports_a_change():
     assert kernel.watch is None and kernel.changed() is False
     watched = KernelFib(sock=FakeNetlink(), watch=LinkWatch(FakeEvents(_addr(nl.RTM_DELADDR, 3))))
     assert watched.changed() is True and watched.changed() is False
+
+
+def test_moved_interfaces_are_found_and_routes_through_them_encoded_again():
+    links = {"up0": 7, "up1": 8}
+
+    def resolve(name):
+        if name not in links:
+            raise OSError(errno.ENODEV, name)
+        return links[name]
+
+    class Kernel(StrictKernel):
+        def apply(self, ops):  # no route through an interface that is not there
+            gone = [op for op in ops if op[0] != "delete" and _oif(op) not in links.values()]
+            outcome = super().apply([op for op in ops if op not in gone])
+            outcome.failed += [OpError(op, errno.ENODEV) for op in gone]
+            return outcome
+
+    kernel = Kernel()
+    kernel.ifindex = KernelFib.ifindex.__get__(kernel)  # the real cache, over ``links``
+    kernel._resolve = resolve
+    kernel.encoder = nl.Encoder(kernel.ifindex, kernel.protocol)
+    fib = Fib(kernel)
+    a, b = _via("10.7.0.1/32", "fe80::2"), unicast(100, "10.7.0.2/32", FibNextHop("fe80::2", "up1"))
+    fib.set_desired(100, [a, b])
+    del links["up0"]                       # ip link del up0: its routes went with it
+    kernel.routes = {k: s for k, s in kernel.routes.items() if s[1][0][2] != 7}
+    kernel.answers = [True]
+    assert len(fib.repair().errors) == 1    # cannot be encoded now: the old encoding is kept
+    assert "up0" not in kernel._last         # names of interfaces that are gone are not kept
+    links["up0"] = 9                        # made again, with a new index
+    kernel.answers = [True]
+    assert fib.repair().added == 1
+    assert {s[1][0][2] for s in kernel.routes.values()} == {8, 9}
+    links["up1"] = 10                       # re-created between two looks
+    kernel.routes = {k: s for k, s in kernel.routes.items() if s[1][0][2] != 8}
+    kernel.answers = [True]
+    assert fib.repair().added == 1
+    assert {s[1][0][2] for s in kernel.routes.values()} == {9, 10}
+    assert kernel.moved_interfaces() == set()
+
+
+def _oif(op):
+    return op[4][1][0][2] if op[4] else None  # the first next hop's interface
