@@ -3,11 +3,14 @@
 :func:`update_paths` turns a decoded UPDATE into :class:`Path` objects and the keys
 it withdraws (RFC 7606 treat-as-withdraw included).  Attribute tuples are shared
 between all paths of one UPDATE and interned across UPDATEs, so 100,000 routes with
-a few attribute sets cost little more than the dictionaries themselves.
+a few attribute sets cost little more than the dictionaries themselves.  The
+interner forgets the sets no route uses any more (:meth:`AttributeInterner.collect`):
+a peer that sends a new MED in every UPDATE costs memory for the routes it holds,
+not for every UPDATE it ever sent.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, NamedTuple, cast, final
 
 from ..wire.attributes import PathAttribute
@@ -44,14 +47,65 @@ def nlri_key(n: Nlri) -> tuple[Key, int]:
 
 
 class AttributeInterner:
-    def __init__(self) -> None:
+    """One shared tuple per distinct attribute set, bounded by the routes that use them.
+
+    Interning costs one dictionary lookup per UPDATE; nothing is counted per route.
+    Instead, sets no route refers to any more are dropped in batches: the owner calls
+    :meth:`collect` with every live Adj-RIB-In table when :meth:`due` says so, that is
+    when, since the last collection, more new sets were interned than there were routes
+    then (plus ``slack``), or more routes were dropped (reported with :meth:`dropped`)
+    than half of them (plus ``slack``).  A collection walks the live routes once, so its
+    cost is paid for by the inserts or drops that made it due (amortised O(1) each), and
+    the interner never holds more than about twice the live routes plus ``slack`` sets
+    beyond those in use.
+    """
+
+    def __init__(self, slack: int = 256) -> None:
         self._seen: dict[Attributes, Attributes] = {}
+        self.slack = slack
+        self._insert_limit = slack  # len(_seen) above this: a collection is due
+        self._drop_limit = slack  # routes dropped since the last collection above this: likewise
+        self._dropped = 0
+        self.collections = 0
 
     def __call__(self, attrs: Attributes) -> Attributes:
         return self._seen.setdefault(attrs, attrs)
 
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def dropped(self, n: int) -> None:
+        """``n`` routes left the Adj-RIBs-In (withdrawn, swept, the session went down)."""
+        self._dropped += n
+
+    def due(self) -> bool:
+        return len(self._seen) > self._insert_limit or self._dropped > self._drop_limit
+
+    def collect(self, tables: Iterable[Mapping[Slot, Path]]) -> int:
+        """Keep only the sets the paths in ``tables`` (every live Adj-RIB-In table, before and
+        after import policy) refer to; return how many were dropped.  Liveness is by
+        identity: an interned tuple a path still holds is the very object in the interner."""
+        routes = 0
+        live: set[int] = set()
+        add = live.add
+        for t in tables:
+            routes += len(t)
+            for p in t.values():
+                add(id(p.attributes))
+        seen = self._seen
+        dead = [a for a in seen if id(a) not in live]
+        for a in dead:
+            del seen[a]
+        self._dropped = 0
+        self._insert_limit = len(seen) + routes + self.slack
+        self._drop_limit = routes // 2 + self.slack
+        self.collections += 1
+        return len(dead)
+
     def clear(self) -> None:
         self._seen.clear()
+        self._dropped = 0
+        self._insert_limit = self._drop_limit = self.slack
 
 
 def update_paths(update: Update, source: Source, intern: AttributeInterner) -> tuple[Announced, Withdrawn]:

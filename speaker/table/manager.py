@@ -131,10 +131,10 @@ class PeerRib:
         return sum(1 for t in self.rib_in.tables.values() for p in t.values() if p.stale)
 
 
-def _without_local_pref(paths: list[Path]) -> list[Path]:
+def _without_local_pref(paths: list[Path], intern: AttributeInterner) -> list[Path]:
     """RFC 4271 5.1.5: LOCAL_PREF received from an external peer is ignored (dropped here,
     once per attribute set: all paths of one UPDATE share it)."""
-    attrs = tuple(a for a in paths[0].attributes if type(a) is not LocalPref)
+    attrs = intern(tuple(a for a in paths[0].attributes if type(a) is not LocalPref))
     return [p._replace(attributes=attrs) for p in paths]
 
 
@@ -194,6 +194,7 @@ class RibManager:
                 self._mark_stale(pr, fam)
             else:
                 self._drop_family(pr, fam)
+        self._collect_attributes()
         out = RibOutput(dirty=True)
         if keep:
             pr.stale_timer = True
@@ -240,10 +241,12 @@ class RibManager:
     def _drop_family(self, pr: PeerRib, fam: Family) -> None:
         rib = self.ribs[fam]
         name = pr.cfg.name
-        for p in pr.rib_in.tables.get(fam, {}).values():
+        table = pr.rib_in.tables.get(fam, {})
+        for p in table.values():
             rib.remove(name, p.key, p.path_id)
             if p.next_hop is not None:
                 self.nexthops.forget(p.next_hop.address, fam, p.key)
+        self.intern.dropped(len(table) + (pr.rib_in_pre.count(fam) if pr.rib_in_pre is not None else 0))
         pr.rib_in.clear(fam)
         if pr.rib_in_pre is not None:
             pr.rib_in_pre.clear(fam)
@@ -257,20 +260,35 @@ class RibManager:
             rib.remove(pr.cfg.name, p.key, p.path_id)
             if p.next_hop is not None:
                 self.nexthops.forget(p.next_hop.address, fam, p.key)
+        dropped = len(stale)
         if pr.rib_in_pre is not None:
             pre = pr.rib_in_pre.tables.get(fam, {})
-            for slot in [k for k, p in pre.items() if p.stale]:
+            pre_stale = [k for k, p in pre.items() if p.stale]
+            for slot in pre_stale:
                 del pre[slot]
+            dropped += len(pre_stale)
+        self.intern.dropped(dropped)
         return len(stale)
 
     def stale_expired(self, name: str) -> RibOutput:
         """The restart timer ran out: the peer's stale routes go."""
         pr = self.peers[name]
         pr.stale_timer = False
-        n = sum(self._sweep_stale(pr, f) for f in list(pr.rib_in.tables))
+        families = set(pr.rib_in.tables) | (set(pr.rib_in_pre.tables) if pr.rib_in_pre is not None else set())
+        n = sum(self._sweep_stale(pr, f) for f in sorted(families))
         if n:
             log.warning("%s: restart timer expired, %d stale routes removed", name, n)
+        self._collect_attributes()
         return RibOutput(dirty=n > 0)
+
+    def _collect_attributes(self) -> None:
+        """Let the attribute interner forget the sets no route uses, when that is due (a
+        check per UPDATE; the walk over the live routes is amortised, see AttributeInterner)."""
+        intern = self.intern
+        if intern.due():
+            intern.collect(t for pr in self.peers.values()
+                           for rib in (pr.rib_in, pr.rib_in_pre) if rib is not None
+                           for t in rib.tables.values())
 
     # ------------------------------------------------------------------ UPDATEs
 
@@ -299,7 +317,7 @@ class RibManager:
         if announced and not source.ibgp:
             sample = next((ps[0] for _, ps in announced if ps), None)
             if sample is not None and sample.get(LocalPref) is not None:
-                announced = [(f, _without_local_pref(ps)) for f, ps in announced if ps]
+                announced = [(f, _without_local_pref(ps, self.intern)) for f, ps in announced if ps]
         for family, paths in announced:
             if family not in families:
                 self._ignore(pr, family, len(paths))
@@ -340,6 +358,9 @@ class RibManager:
                     self.nexthops.forget(old.next_hop.address, family, key)
         out = RibOutput(dirty=True)
         self._check_max_prefix(pr, out)
+        if withdrawn:
+            self.intern.dropped(len(withdrawn))
+        self._collect_attributes()
         return out
 
     @staticmethod
@@ -357,6 +378,7 @@ class RibManager:
         if n:
             log.info("%s: End-of-RIB for %s, %d stale routes removed", pr.cfg.name, fam.name, n)
             out.dirty = True
+            self._collect_attributes()
         if pr.stale_timer and pr.stale_count() == 0:
             pr.stale_timer = False
             out.timers.append(StaleTimer(pr.cfg.name, None))
