@@ -14,6 +14,21 @@ after a restart, changes nothing that is already right (no flap, counters kept).
 
 An endpoint whose interface does not exist yet (a VM not started) is left out
 and reported as waiting; :meth:`apply` picks it up once the interface appears.
+
+**Fail closed.**  The nftables filter is put in place *first*.  When nft refuses the
+new table (the old one stays: the replace is one transaction), an endpoint the
+installed table does not cover is not plumbed at all (reported as waiting, with nft's
+reason, and in :attr:`LinuxDataplane.filter_error`): no endpoint ever forwards without
+its anti-spoofing, whatever another endpoint's element did to the update.
+
+**Strangers.**  The filter gets a :class:`nft.Guard`: interfaces that are neither an
+endpoint nor trusted cannot reach the underlay prefixes, the locator (SIDs), the
+host's addresses, the gateway or the End.DX4 handles.  Trusted are ``lo``, the
+uplinks (the unnumbered neighbours' interfaces), and every interface that carries a
+global address (the host's own networks: numbered uplinks, management); l3fab gives
+endpoint links only link-local addresses, so a removed endpoint's link, or a VM's TAP
+never added, is a stranger.  Removing an endpoint also takes its gateway addresses
+off and releases it from its VRF device: nothing of it is left that forwards.
 """
 from __future__ import annotations
 
@@ -31,11 +46,13 @@ from . import plan as planner
 from .iproute import DataplaneError, Ip, Rule, read_sysctl, write_sysctl
 from .model import (
     ENCAP_OVERHEAD,
+    GATEWAY4,
     GATEWAY6,
     RTPROT_L3FAB_VRF,
     RULE_PREFS,
     VRF_PREFIX,
     DataplaneSpec,
+    PortSpec,
     RemoteRoute,
 )
 
@@ -78,6 +95,9 @@ class LinuxDataplane:
         self._previous_ports: tuple = ()
         self.seen_interfaces: dict[str, int | None] = {}  # endpoint interface -> ifindex at the last apply
         self.tc_notes: list[str] = []
+        self.filter_error: str | None = None  # why the last nftables update failed; None: the filter is current
+        self.filtered: frozenset[tuple[str, str, str | None, str | None]] = frozenset()  # ports the table covers
+        self.gateway_links: set[str] = set()  # interfaces l3fab gave gateway addresses (until taken off)
 
     # ------------------------------------------------------------------ features
 
@@ -131,6 +151,9 @@ class LinuxDataplane:
                 self.waiting[port.name] = f"interface {port.ifname} does not exist (yet)"
         self.seen_interfaces = {p.ifname: interface_index(p.ifname) for p in spec.ports}
         spec_now = replace(spec, ports=tuple(ready))
+        if self.use_nft:  # first: what the filter does not cover is not plumbed
+            spec_now, nft_errors = self._filter(spec, spec_now)
+            errors += nft_errors
         self._previous_ports = self.applied.ports if self.applied else ()
         self.applied = spec_now
         mtu = spec.endpoint_mtu
@@ -140,7 +163,7 @@ class LinuxDataplane:
         self.endpoint_mtu = mtu
         plan = planner.build(spec_now, self.vrf_devices)
         for step in (self._sysctls, self._tunnel_source, self._anchor, self._links, self._vrf_devices,
-                     self._addresses, self._rules, self._routes, self._nft, self._tc):
+                     self._addresses, self._release, self._rules, self._routes, self._tc):
             try:
                 errors += step(spec_now, plan) or []
             except DataplaneError as e:
@@ -254,6 +277,7 @@ class LinuxDataplane:
 
     def _addresses(self, spec: DataplaneSpec, plan) -> list[str]:
         errors = []
+        self.gateway_links.update(ifname for ifname in plan.addresses if ifname != "lo")
         for ifname, wanted in plan.addresses.items():
             have = {(a, p) for a, p, _s in self.ip.addresses(ifname)}
             for addr, plen in wanted:
@@ -272,6 +296,30 @@ class LinuxDataplane:
                 for addr, plen, _scope in self.ip.addresses(ifname):
                     if addr.startswith("fe80:") and addr != GATEWAY6:
                         self.ip.run("-6", "addr", "del", f"{addr}/{plen}", "dev", ifname)
+        return errors
+
+    def _release(self, spec: DataplaneSpec, plan) -> list[str]:
+        """Links that are no longer endpoints (removed, or withheld): their gateway
+        addresses go and they leave l3fab's VRF device, so nothing on them forwards
+        (their routes and rules go with the plan; nftables treats them as strangers)."""
+        errors = []
+        for ifname in sorted(self.gateway_links - set(plan.addresses)):
+            link = self.ip.link(ifname)
+            if link is None:  # gone, and its addresses with it
+                self.gateway_links.discard(ifname)
+                continue
+            try:
+                have = {(a, p) for a, p, _s in self.ip.addresses(ifname)}
+                for addr, plen in ((GATEWAY4, 32), (GATEWAY6, 64)):
+                    if (addr, plen) in have:
+                        self.ip.run(*(["-6"] if ":" in addr else []), "addr", "del", f"{addr}/{plen}", "dev", ifname,
+                                    what=f"removing gateway {addr}/{plen} from {ifname}")
+                if str(link.get("master", "")).startswith(VRF_PREFIX):
+                    self.ip.run("link", "set", "dev", ifname, "nomaster", what=f"releasing {ifname} from its VRF")
+            except DataplaneError as e:
+                errors.append(str(e))
+                continue
+            self.gateway_links.discard(ifname)
         return errors
 
     def _ours(self, rule: Rule) -> bool:
@@ -316,14 +364,43 @@ class LinuxDataplane:
     def _tenant_tables(self) -> set[int]:
         return {v.table for v in self.spec.vrfs} if self.spec else set()
 
-    def _nft(self, spec: DataplaneSpec, plan) -> list[str]:
-        if not self.use_nft:
-            return []
+    @staticmethod
+    def _covers(port: PortSpec) -> tuple[str, str, str | None, str | None]:
+        """What the filter holds of a port: a port is covered when all of it is."""
+        return (port.name, port.ifname, port.ipv4, port.ipv6)
+
+    def guard(self, spec: DataplaneSpec) -> nft.Guard:
+        """Trusted interfaces (``lo``, the uplinks, interfaces with a global address; never
+        an endpoint's) and the host's global addresses, read from the kernel now."""
+        endpoint_links = {p.ifname for p in spec.ports}
+        trusted = {"lo", *self.uplinks}
+        hosts: set[str] = set()
+        for entry in self.ip.json("addr", "show"):
+            glob = [a["local"] for a in entry.get("addr_info", []) if a.get("scope") == "global" and a.get("local")]
+            if glob:
+                trusted.add(str(entry.get("ifname", "")))
+                hosts.update(glob)
+        # a name nft cannot take is left out: that interface is a stranger (fail closed)
+        names = sorted(n for n in trusted - endpoint_links if nft.valid_ifname(n))
+        return nft.Guard(tuple(names), tuple(sorted(hosts)))
+
+    def _filter(self, spec: DataplaneSpec, ready: DataplaneSpec) -> tuple[DataplaneSpec, list[str]]:
+        """Put the filter for ``ready`` in place; on failure, ``ready`` without the ports
+        the installed filter does not cover (they wait, with nft's reason)."""
         try:
-            nft.apply(spec)
-        except (nft.NftError, ValueError) as e:
-            return [f"nftables: {e}"]
-        return []
+            nft.apply(ready, guard=self.guard(spec))
+        except (nft.NftError, ValueError, DataplaneError) as e:
+            self.filter_error = f"nftables: {e}"
+            covered = []
+            for port in ready.ports:
+                if self._covers(port) in self.filtered:
+                    covered.append(port)
+                else:
+                    self.waiting[port.name] = f"not plumbed: its anti-spoofing filter is not in place ({e})"
+            return replace(ready, ports=tuple(covered)), [self.filter_error]
+        self.filter_error = None
+        self.filtered = frozenset(self._covers(p) for p in ready.ports)
+        return ready, []
 
     def _tc(self, spec: DataplaneSpec, plan) -> list[str]:
         if not self.use_tc:
@@ -394,9 +471,11 @@ class LinuxDataplane:
             nft.remove()
         if self.use_tc:
             tc.apply(empty.ports, previous=self.applied.ports if self.applied else ())
-        for port in (self.applied.ports if self.applied else ()):
-            for addr, plen in (("169.254.0.1", 32), (GATEWAY6, 64)):
-                self.ip.batch([f"addr del {addr}/{plen} dev {port.ifname}"])
+        for ifname in sorted(self.gateway_links | {p.ifname for p in (self.applied.ports if self.applied else ())}):
+            for addr, plen in ((GATEWAY4, 32), (GATEWAY6, 64)):
+                self.ip.batch([f"addr del {addr}/{plen} dev {ifname}"])
+        self.gateway_links.clear()
+        self.filtered = frozenset()
         if self.vrf_devices:
             for link in self.ip.links():
                 if link["ifname"].startswith(VRF_PREFIX):
@@ -429,6 +508,7 @@ class LinuxDataplane:
             "remote_routes": sum(len(t) for t in self.remote.values()),
             "waiting": dict(self.waiting),
             "rate_limit_notes": self.tc_notes,
+            "filter_error": self.filter_error,
             "converged": self.fib.is_converged,
             "preserved_at_start": self.preserved,
             "errors": self.errors[-10:],

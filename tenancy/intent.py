@@ -5,15 +5,19 @@
     intent.add_endpoint("web0", tenant="blue", interface="tap-web0", ipv4="10.0.0.5")
     intent.endpoint("web0").sid4        # '2001:db8:0:1::100'
 
-Each change is validated against the whole state, allocated, written to the state
-file atomically, and only then becomes the state in memory.  A rejected change (an
-:class:`IntentError`, or a failed write) leaves both exactly as they were.
+Each change is validated against the whole state, allocated, checked by the
+optional ``check`` hook (the appliance runs the dataplane's own checks there), written
+to the state file atomically, and only then becomes the state in memory.  A rejected
+change (an :class:`IntentError`, or a failed write) leaves both exactly as they were.
+
+A change the kernel refuses afterwards is undone with :meth:`Intent.restore` (the
+state held before it; the appliance serialises changes, so nothing came in between).
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from l3fab.speaker.origination import LocalRoute
 
@@ -26,13 +30,18 @@ from .origination import originated_routes
 from .validate import InterfaceExists, sysfs_interface_exists
 from .views import endpoint_view, endpoint_views, tenant_view, tenant_views
 
+StateCheck = Callable[[State], None]
+"""Called with every new state before it is stored; raises IntentError to refuse it."""
+
 
 class Intent:
     def __init__(self, path: str | os.PathLike[str], node: NodeSettings, state: State | None = None,
-                 interface_exists: InterfaceExists = sysfs_interface_exists) -> None:
+                 interface_exists: InterfaceExists = sysfs_interface_exists, check: StateCheck | None = None,
+                 ) -> None:
         self.path = Path(path)
         self.node = node
         self.interface_exists = interface_exists
+        self.check = check
         self._state = state if state is not None else State()
 
     @classmethod
@@ -49,8 +58,16 @@ class Intent:
         return self._state
 
     def _commit(self, new: State) -> None:
+        if self.check is not None:
+            self.check(new)  # raises IntentError: refused before anything is stored
         store.save(self.path, new)  # raises IntentError; nothing is replaced then
         self._state = new
+
+    def restore(self, previous: State) -> None:
+        """Make ``previous`` (a state this intent held) the state again, on disk and in
+        memory: undoes a change the dataplane could not put in place."""
+        store.save(self.path, previous)
+        self._state = previous
 
     # ------------------------------------------------------------ changes
 

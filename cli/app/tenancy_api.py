@@ -2,20 +2,26 @@
 :func:`tenancy_handlers`): intent changes (``tenant_*``, ``endpoint_*``) and the
 views behind ``show vrf|endpoints|dataplane|fib --vrf``.
 
-An intent change is validated and stored first (an :class:`IntentError` leaves
-everything as it was), then originated through the speaker and plumbed by the
-dataplane on the kernel worker; the request answers when the kernel is done, and
-the event loop runs meanwhile.
+An intent change is validated (by the intent and by the dataplane's own checks) and
+stored first (an :class:`IntentError` leaves everything as it was), then plumbed by
+the dataplane on the kernel worker and originated through the speaker; the request
+answers when the kernel is done, and the event loop runs meanwhile.
+
+Fail closed: when the kernel refuses the nftables filter for the change, the change
+is undone (the previous intent is stored again and plumbed; the previous filter never
+left) and the request is refused with nft's reason, in one line.  Changes run one at
+a time, so undoing one never undoes another.
 """
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
+from typing import Any, Callable
 
 from l3fab.speaker.api import Handler, Params
 from l3fab.speaker.server import Speaker
+from l3fab.tenancy.errors import IntentError
 
-from .tenant_plane import TenantPlane
+from .tenant_plane import DataplaneRefused, TenantPlane
 
 ORIGIN_GROUP = "tenancy"
 
@@ -26,36 +32,51 @@ def _arg(p: Params, key: str) -> Any:
     return p.get(key)
 
 
-async def _applied(plane: TenantPlane, speaker: Speaker, out: Any) -> Any:
-    speaker.set_origin_group(ORIGIN_GROUP, plane.intent.originated_routes())
-    await plane.sync()
-    return out.to_dict() if out is not None else {"done": True}
+async def _change(plane: TenantPlane, speaker: Speaker, where: str, change: Callable[[], Any]) -> Any:
+    """Run one intent change (``change`` validates and stores it), plumb it, originate
+    what the stored intent says; undo it when the kernel refuses its filter."""
+    async with plane.changing:
+        before = plane.intent.state
+        out = change()  # IntentError: nothing was stored
+        try:
+            await plane.apply_change()
+        except DataplaneRefused as e:
+            plane.intent.restore(before)
+            await plane.sync()  # the previous intent, plumbed again (its filter is still in place)
+            raise IntentError(where, None, "", message=f"{where}: refused, the change is not kept: {e}") from None
+        finally:
+            speaker.set_origin_group(ORIGIN_GROUP, plane.intent.originated_routes())
+        return out.to_dict() if out is not None else {"done": True}
+
+
+def _where(kind: str, p: Params) -> str:
+    """``endpoints[web1]`` (used once the change validated the name, so it is printable)."""
+    return f"{kind}[{_arg(p, 'name')}]"
 
 
 async def tenant_create(plane: TenantPlane, speaker: Speaker, p: Params) -> Any:
-    out = plane.intent.create_tenant(_arg(p, "name"), _arg(p, "vni"), _arg(p, "families") or "dual-stack",
-                                     _arg(p, "peers") or ())
-    return await _applied(plane, speaker, out)
+    return await _change(plane, speaker, _where("tenants", p), lambda: plane.intent.create_tenant(
+        _arg(p, "name"), _arg(p, "vni"), _arg(p, "families") or "dual-stack", _arg(p, "peers") or ()))
 
 
 async def tenant_peers(plane: TenantPlane, speaker: Speaker, p: Params) -> Any:
-    return await _applied(plane, speaker, plane.intent.set_peers(_arg(p, "name"), _arg(p, "peers") or ()))
+    return await _change(plane, speaker, _where("tenants", p),
+                         lambda: plane.intent.set_peers(_arg(p, "name"), _arg(p, "peers") or ()))
 
 
 async def tenant_delete(plane: TenantPlane, speaker: Speaker, p: Params) -> Any:
-    plane.intent.delete_tenant(_arg(p, "name"))
-    return await _applied(plane, speaker, None)
+    return await _change(plane, speaker, _where("tenants", p), lambda: plane.intent.delete_tenant(_arg(p, "name")))
 
 
 async def endpoint_add(plane: TenantPlane, speaker: Speaker, p: Params) -> Any:
-    out = plane.intent.add_endpoint(_arg(p, "name"), _arg(p, "tenant"), _arg(p, "interface"), _arg(p, "ipv4"),
-                                    _arg(p, "ipv6"), _arg(p, "rate_limit"))
-    return await _applied(plane, speaker, out)
+    return await _change(plane, speaker, _where("endpoints", p), lambda: plane.intent.add_endpoint(
+        _arg(p, "name"), _arg(p, "tenant"), _arg(p, "interface"), _arg(p, "ipv4"), _arg(p, "ipv6"),
+        _arg(p, "rate_limit")))
 
 
 async def endpoint_remove(plane: TenantPlane, speaker: Speaker, p: Params) -> Any:
-    plane.intent.remove_endpoint(_arg(p, "name"))
-    return await _applied(plane, speaker, None)
+    return await _change(plane, speaker, _where("endpoints", p),
+                         lambda: plane.intent.remove_endpoint(_arg(p, "name")))
 
 
 def tenant_list(plane: TenantPlane, p: Params) -> Any:

@@ -11,6 +11,13 @@ endpoint add or a burst of 100,000 imported routes never holds keepalives back.
 The dataplane may be absent (``dataplane.enabled: false``, or a node without a
 FIB): imports are still computed, so ``show vrf`` and ``show fib --vrf`` say what
 would be installed.
+
+Intent changes fail closed (issue 10): a new state is first checked by the
+dataplane's own rules (:meth:`TenantPlane.check_state`, the intent's ``check`` hook,
+before anything is stored), and :meth:`TenantPlane.apply_change` raises
+:class:`DataplaneRefused` with nft's reason when the kernel would not take the
+anti-spoofing filter for it; the API then restores the previous intent.  Changes are
+serialised by :attr:`TenantPlane.changing`.
 """
 from __future__ import annotations
 
@@ -28,12 +35,19 @@ from l3fab.fib.worker import KernelWorker
 from l3fab.speaker.consumer import RibReader
 from l3fab.speaker.table.rib import Destination
 from l3fab.speaker.wire.constants import VPNV4, VPNV6, Family
+from l3fab.tenancy.errors import IntentError
 from l3fab.tenancy.intent import Intent
+from l3fab.tenancy.model import State
+from l3fab.tenancy.views import endpoint_views, tenant_views
 
 from .vrf_import import VrfImporter
 
 log = logging.getLogger("l3fab.tenants")
 VPN = (VPNV4, VPNV6)
+
+
+class DataplaneRefused(Exception):
+    """The kernel did not take an intent change's filter; the message is its reason."""
 
 
 class Dataplane(Protocol):
@@ -44,6 +58,7 @@ class Dataplane(Protocol):
     use_nft: bool
     use_tc: bool
     waiting: dict[str, str]
+    filter_error: str | None  # set by apply: why the nftables filter could not be updated
 
     @property
     def vrf_devices(self) -> bool: ...
@@ -97,6 +112,18 @@ class TenantPlane:
         self._converge = False
         self.spec: DataplaneSpec | None = None
         self.errors: list[str] = []
+        self.changing = asyncio.Lock()  # one intent change at a time, so that a refused one can be undone
+        intent.check = self.check_state
+
+    def check_state(self, state: State) -> None:
+        """The dataplane's own checks on a new intent state (names, interfaces, addresses
+        as the nftables filter takes them), before it is stored; IntentError if refused."""
+        node = self.intent.node
+        try:
+            nft.digest(build_spec(node.locator, tenant_views(state, node), endpoint_views(state, node),
+                                  self.settings))
+        except ValueError as e:
+            raise IntentError.from_line(f"dataplane: {e}") from None
 
     def _new_importer(self) -> VrfImporter:
         tables = {t.name: t.table for t in self.intent.tenants()}
@@ -110,13 +137,27 @@ class TenantPlane:
         await self.sync()
         return had_state
 
-    async def sync(self) -> None:
+    async def apply_change(self) -> None:
+        """:meth:`sync` after an intent change; :class:`DataplaneRefused` with nft's reason
+        when the filter for the new intent could not be put in place (the old filter
+        stays, and what it does not cover is not plumbed)."""
+        refused = await self.sync()
+        if refused is not None:
+            raise DataplaneRefused(refused)
+
+    def _apply(self, dp: Dataplane, spec: DataplaneSpec) -> tuple[list[str], str | None]:
+        errors = dp.apply(spec)
+        return errors, (dp.filter_error if dp.use_nft else None)
+
+    async def sync(self) -> str | None:
         """After an intent change: local plumbing (on the worker), then, when the tenants
-        changed, every import decided again."""
+        changed, every import decided again.  Returns why the filter could not be
+        updated, or None."""
         spec = self.spec = build_spec(self.intent.node.locator, self.intent.tenants(), self.intent.endpoints(),
                                       self.settings)
+        refused = None
         if self.dataplane is not None:
-            self.errors = await self.worker.run(self.dataplane.apply, spec)
+            self.errors, refused = await self.worker.run(self._apply, self.dataplane, spec)
         # Imports depend on the tenants (tables, route targets, peerings), not on the local
         # endpoints (a next hop in our own locator is never imported, SID or not): an
         # endpoint change does not re-decide a full table.
@@ -128,6 +169,7 @@ class TenantPlane:
             self.importer.update(self.vpn_destinations())
             if self.dataplane is not None:
                 self.errors += await self.worker.run(self.dataplane.replace_remote, self.importer.routes())
+        return refused
 
     async def watch_interfaces(self) -> bool:
         """Plumb endpoints whose interface appeared, re-plumb those whose interface was

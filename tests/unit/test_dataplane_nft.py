@@ -306,3 +306,67 @@ def test_netns_prefixes_ip_netns_exec(monkeypatch: pytest.MonkeyPatch) -> None:
     assert nft.is_installed(nft="/usr/sbin/nft") is False
     assert seen == [["ip", "netns", "exec", "blue", "nft", "-j", "list", "tables"],
                     ["/usr/sbin/nft", "-j", "list", "tables"]]
+
+
+# ---------------------------------------------------------------- strangers (issue 10, finding 18)
+
+GUARD = nft.Guard(trusted=("lo", "up0"), host_addresses=("10.255.2.1", "2001:db8:0:1::1", "fd10::1"))
+HANDLED = replace(SPEC, ports=(replace(A, handle4="169.254.0.7"), B, C))
+
+
+def test_unknown_interfaces_are_kept_from_protected_destinations() -> None:
+    text = nft.render(HANDLED, guard=GUARD)
+    assert sorted(elements(text, "set", "trusted")) == ['"lo"', '"up0"']
+    # underlay and locator, the host's addresses, the gateway and the End.DX4 handles
+    assert sorted(elements(text, "set", "protected4")) == ["10.255.2.1/32", "169.254.0.1/32", "169.254.0.7/32",
+                                                           "198.51.100.0/24"]
+    assert sorted(elements(text, "set", "protected6")) == ["2001:db8::/32", "fd10::1/128"]
+    rules = block(text, "chain", "prerouting").strip().splitlines()
+    unknown = "iifname != @endpoints iifname != @trusted"
+    assert rules[1].strip() == f"{unknown} ip daddr @protected4 counter name strangers drop"
+    assert rules[2].strip() == f"{unknown} ip6 daddr @protected6 counter name strangers drop"
+    assert rules[3].strip() == "iifname != @endpoints accept"  # only after the stranger drops
+    assert "\tcounter strangers { packets 0 bytes 0 }\n" in text
+    # the endpoint rules are those of the table without a guard
+    plain = nft.render(HANDLED)
+    for chain in ("input", "forward"):
+        assert block(text, "chain", chain) == block(plain, "chain", chain)
+    assert "strangers" not in plain and "@trusted" not in plain
+
+
+def test_the_guard_is_part_of_the_hash() -> None:
+    assert nft.digest(SPEC, GUARD) != nft.digest(SPEC)
+    assert nft.digest(SPEC, GUARD) != nft.digest(SPEC, replace(GUARD, trusted=("lo",)))
+    assert nft.digest(SPEC, GUARD) != nft.digest(SPEC, replace(GUARD, host_addresses=()))
+    assert nft.digest(SPEC, GUARD) == nft.digest(SPEC, replace(GUARD, trusted=("up0", "lo")))
+
+
+def test_bad_guard_is_one_line() -> None:
+    with pytest.raises(ValueError, match=r"^guard\.host_addresses\[0\]: 'nope' is not an IP address$"):
+        nft.render(SPEC, guard=nft.Guard(host_addresses=("nope",)))
+    with pytest.raises(ValueError, match=r"^guard\.trusted\[0\]: 'up\*' is not an interface name"):
+        nft.render(SPEC, guard=nft.Guard(trusted=("up*",)))
+    assert nft.valid_ifname("up0") and not nft.valid_ifname("up0\n") and not nft.valid_ifname("x" * 16)
+
+
+def test_with_a_guard_the_table_stays_without_endpoints(fake: FakeNft) -> None:
+    """A removed last endpoint is a stranger too: the table must not go with it."""
+    empty = replace(SPEC, ports=())
+    assert nft.apply(empty, guard=GUARD).action == "replaced"
+    assert nft.installed_digest(fake.installed) == nft.digest(empty, GUARD)
+    assert "counter name strangers drop" in fake.installed
+    nft.apply(SPEC, guard=GUARD)
+    fake.counter_values = {"strangers": (7, 700), "spoofed.web-1": (1, 100)}
+    assert nft.strangers() == {"packets": 7, "bytes": 700}
+    assert nft.counters() == {"web-1": {"spoofed": {"packets": 1, "bytes": 100}}}  # endpoints only
+    assert nft.apply(empty, guard=GUARD).action == "replaced"
+    assert "\tcounter strangers { packets 7 bytes 700 }\n" in fake.installed  # carried over
+
+
+def test_nft_error_line_is_escaped(tmp_path) -> None:
+    fake_nft = tmp_path / "nft"
+    fake_nft.write_text("#!/bin/sh\nprintf 'Error: bad \\033[31mred\\r\\n' >&2\nexit 1\n")
+    fake_nft.chmod(fake_nft.stat().st_mode | stat.S_IEXEC)
+    with pytest.raises(nft.NftError) as err:
+        nft.is_installed(nft=str(fake_nft))
+    assert str(err.value) == "nft -j list tables: Error: bad \\x1b[31mred"
