@@ -37,13 +37,14 @@ class AdjRibOut:
     """``tables``: family -> destination -> the path advertised (or about to be, when
     the next :meth:`flush` sends it).  ``unsent``: the paths the table chose for this
     peer that no UPDATE could carry; ``refused``: how many times a route was refused
-    (a counter, kept across sessions)."""
+    (a counter, kept across sessions), ``last_refused`` the latest one and why."""
 
     def __init__(self, peer: str = "") -> None:
         self.peer = peer
         self.tables: dict[Family, dict[Key, Path]] = {}
         self.unsent: dict[Family, dict[Key, Path]] = {}
         self.refused = 0
+        self.last_refused = ""  # the latest refusal: "<family> <prefix>: <why>"
         self._announce: dict[Family, dict[Key, Path]] = {}
         self._withdraw: dict[Family, set[Key]] = {}
         # Destinations staged for announcement whose previous path was already sent:
@@ -117,6 +118,7 @@ class AdjRibOut:
             table.pop(p.key, None)
             unsent[p.key] = p
         self.refused += len(paths)
+        self.last_refused = f"{family.name} {paths[0].key}: {reason}"
         level = logging.DEBUG if self._warned else logging.WARNING
         self._warned = True
         if log.isEnabledFor(level):

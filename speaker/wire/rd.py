@@ -1,4 +1,4 @@
-"""Route distinguishers (RFC 4364 section 4.2): types 0, 1 and 2."""
+"""Route distinguishers (RFC 4364 section 4.2): types 0, 1 and 2; others kept as type + value."""
 from __future__ import annotations
 
 import ipaddress
@@ -22,6 +22,12 @@ class RouteDistinguisher(NamedTuple):
             return struct.pack("!H4sH", 1, ipaddress.IPv4Address(self.admin).packed, self.assigned)
         if self.type == 2:
             return struct.pack("!HIH", 2, self.admin, self.assigned)
+        # Another type, as unpack() keeps it: the type and the 6-octet value, sent on as
+        # received (an RD is an opaque number to everyone but its originator).  Before,
+        # such a route was accepted but could not be sent to anyone.
+        if 0 <= self.type <= 0xFFFF and self.admin == 0 and isinstance(self.assigned, int) \
+                and 0 <= self.assigned < 1 << 48:
+            return struct.pack("!H", self.type) + self.assigned.to_bytes(6, "big")
         raise LocalProtocolError(f"route distinguisher type {self.type} cannot be encoded")
 
     @classmethod

@@ -115,11 +115,23 @@ def test_route_distinguisher_types(rd, wire, text):
     assert RouteDistinguisher.parse(text) == rd
 
 
-def test_route_distinguisher_unknown_type_is_kept():
-    rd = RouteDistinguisher.unpack(hx("0005 0102030405 06"))
-    assert rd.type == 5 and rd.assigned == 0x010203040506
-    with pytest.raises(LocalProtocolError):
-        rd.pack()
+def test_route_distinguisher_unknown_type_is_kept_and_sent_on_as_received():
+    # Regression (found by bench/fuzz.py): an RD of a type other than 0-2 was decoded
+    # but could not be encoded, so a VPN route carrying one was accepted and then made
+    # the Adj-RIB-Out of every peer raise LocalProtocolError.
+    wire = hx("0041 0102030405 06")
+    rd = RouteDistinguisher.unpack(wire)
+    assert rd.type == 0x41 and rd.assigned == 0x010203040506
+    assert rd.pack() == wire
+    assert str(rd) == "type65:0x10203040506"
+    v = VpnPrefix(rd, Prefix.parse("10.1.0.0/16"), (100,))
+    nlri = vpn_prefix(wire, "10.1.0.0/16", (100,))
+    assert decode_vpn_prefixes(1, nlri) == [v] and encode_nlri(v) == nlri
+    # what no RD of any type can hold is still refused
+    for bad in (RouteDistinguisher(5, "192.0.2.1", 1), RouteDistinguisher(5, 0, 1 << 48),
+                RouteDistinguisher(0x10000, 0, 1)):
+        with pytest.raises(LocalProtocolError):
+            bad.pack()
 
 
 @pytest.mark.parametrize("text", ["65000", "a:1", "1.2.3:4", "1.2.3.4:70000", "4294967296:1", "70000:70000"])
