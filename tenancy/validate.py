@@ -62,6 +62,8 @@ def families(path: str, v: Any) -> str:
 def peer_names(path: str, v: Any) -> tuple[str, ...]:
     if v is None:
         return ()
+    if isinstance(v, str):
+        fields.printable(path, v, IntentError)  # split() would take a newline for a separator
     items = v.replace(",", " ").split() if isinstance(v, str) else v
     if not isinstance(items, (list, tuple)):
         raise IntentError(path, v, "is not a list of tenant names")
