@@ -9,7 +9,6 @@ import typer
 from rich.console import Console
 
 from l3fab.cli import output
-from l3fab.cli.output import fail, neighbors_table, print_record, routes_table, rows_table, say
 
 HOSTILE = "[/] \x1b[2J evil\nforged log line [bold red]x[/] :thumbs_up: \u202egnp.exe \x07\x9b"
 SHOWN = "[/] \\x1b[2J evil\\nforged log line [bold red]x[/] :thumbs_up: \\u202egnp.exe \\x07\\x9b"
@@ -36,19 +35,19 @@ def _assert_safe(text: str) -> None:
 
 
 def test_neighbors_table_shows_a_hostile_last_error_escaped(screen):
-    output.console.print(neighbors_table([_neighbor(last_error=HOSTILE[:60], name="[red]n1[/]")]))
+    output.console.print(output.neighbors_table([_neighbor(last_error=HOSTILE[:60], name="[red]n1[/]")]))
     text = screen.getvalue()
     _assert_safe(text)
     assert SHOWN[:70].split(" [bold")[0] in text and "[red]n1[/]" in text
 
 
 def test_records_tables_and_lines_print_data_as_text(screen):
-    print_record({"last_error": HOSTILE, "capabilities": {"fqdn": HOSTILE}, "n": 3, "none": None}, 16)
-    output.console.print(rows_table(HOSTILE, [{"name": HOSTILE, "tenant": ["[/]", "\x1b"]}], ["name", "tenant"]))
-    output.console.print(routes_table(f"Received from {HOSTILE}", [
+    output.print_record({"last_error": HOSTILE, "capabilities": {"fqdn": HOSTILE}, "n": 3, "none": None}, 16)
+    output.console.print(output.rows_table(HOSTILE, [{"name": HOSTILE, "tenant": ["[/]", "\x1b"]}], ["name", "tenant"]))
+    output.console.print(output.routes_table(f"Received from {HOSTILE}", [
         {"family": "ipv4", "prefix": "10.0.0.0/8", "next_hop": HOSTILE, "as_path": "[/]", "origin": "igp",
          "communities": [HOSTILE], "best": True, "valid": True, "source": HOSTILE}]))
-    say("tenant", HOSTILE, "deleted")
+    output.say("tenant", HOSTILE, "deleted")
     text = screen.getvalue()
     _assert_safe(text)
     assert text.count(SHOWN) >= 5, text
@@ -58,7 +57,7 @@ def test_records_tables_and_lines_print_data_as_text(screen):
 
 def test_fail_prints_one_escaped_line(capsys):
     with pytest.raises(typer.Exit) as e:
-        fail(f"neighbor: {HOSTILE} is not a neighbour name", 2)
+        output.fail(f"neighbor: {HOSTILE} is not a neighbour name", 2)
     assert e.value.exit_code == 2
     err = capsys.readouterr().err
     _assert_safe(err)
@@ -66,5 +65,5 @@ def test_fail_prints_one_escaped_line(capsys):
     assert "[/] \\x1b[2J evil\\nforged log line [bold red]x[/]" in err
     # the reprs the daemon puts in its messages keep their backslashes as they are
     with pytest.raises(typer.Exit):
-        fail("name: 'web2\\n' is not a name", 2)
+        output.fail("name: 'web2\\n' is not a name", 2)
     assert "name: 'web2\\n' is not a name" in capsys.readouterr().err
