@@ -39,7 +39,7 @@ from .wire.update import Update
 
 log = logging.getLogger("l3fab.speaker")
 CONNECTED_POLL = 2.0  # seconds between reads of the host's interface addresses
-DECISION_CHUNK = 5_000  # destinations per family decided in one turn of the event loop
+DECISION_CHUNK = 2_000  # destinations per family decided in one turn of the event loop
 
 
 class Speaker:

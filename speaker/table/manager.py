@@ -471,16 +471,27 @@ class RibManager:
     # ------------------------------------------------------------------ decision and export
 
     def process(self, limit: int | None = None) -> list[tuple[Family, list[Destination]]]:
-        """Run the decision for what is dirty (at most ``limit`` destinations per family and
-        round: :meth:`dirty` says whether work is left), ripple next-hop changes, stage the
-        new best paths towards every established peer; return the changed destinations per
-        family (for Loc-RIB consumers)."""
+        """Run the decision for what is dirty (at most ``limit`` destinations per family in
+        this call, next-hop ripple rounds included: :meth:`dirty` says whether work is
+        left), ripple next-hop changes, stage the new best paths towards every established
+        peer; return the changed destinations per family (for Loc-RIB consumers)."""
         changed: list[tuple[Family, list[Destination]]] = []
         nexthops = self.nexthops
+        budget: dict[Family, int] = {}
         for _ in range(RIPPLE_ROUNDS):
             underlay = False
             for fam, rib in self.ribs.items():
-                ds = rib.process(limit)
+                if not rib.dirty:
+                    continue
+                left = None
+                if limit is not None:
+                    left = budget.get(fam, limit)
+                    if left <= 0:
+                        continue
+                    before = len(rib.dirty)
+                ds = rib.process(left)
+                if left is not None:
+                    budget[fam] = left - (before - len(rib.dirty))
                 if not ds:
                     continue
                 changed.append((fam, ds))

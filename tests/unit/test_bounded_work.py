@@ -88,3 +88,20 @@ def test_decision_run_takes_at_most_limit_destinations():
     rest = rib.process()
     assert len(rest) == 6 and not rib.dirty
     assert {str(d.key) for d in first + rest} == {f"10.0.0.{i}/32" for i in range(10)}
+
+
+def test_a_manager_run_takes_at_most_limit_destinations_ripple_rounds_included():
+    """Unicast best-path changes ripple into further rounds (next-hop tracking); those
+    rounds must not take more dirty destinations than the limit (regression: each of the
+    8 rounds took ``limit`` again, so one run decided 40,000 destinations)."""
+    from l3fab.speaker.origination import parse_route
+    from l3fab.speaker.table.manager import RibManager, RibSettings
+
+    rib = RibManager(RibSettings(65001, "192.0.2.1"))
+    rib.originate(parse_route({"prefix": f"10.0.{i // 256}.{i % 256}/32"}).path() for i in range(1000))
+    first = rib.process(100)
+    assert sum(len(ds) for _f, ds in first) == 100 and rib.dirty()
+    total = 100
+    while rib.dirty():
+        total += sum(len(ds) for _f, ds in rib.process(100))
+    assert total == 1000

@@ -175,7 +175,7 @@ class Node:
 
     def up(self, name: str, asn: int = 65002, *, families=(IPV4_UNICAST,), rr_client: bool = False,
            next_hop_self: bool = False, enhanced: bool = True, gr_families=None, gr_time: int = 90,
-           addpath: bool = False) -> RibOutput:
+           gr_forwarding: bool = True, addpath: bool = False) -> RibOutput:
         """The session comes up (``Speaker.on_established``)."""
         rid = self.rid(name)
         families = tuple(families)
@@ -184,7 +184,10 @@ class Node:
                       addpath_receive=families if addpath else ())
             them: dict = dict(local_as=asn, router_id=rid, peer_as=US_AS, families=families)
             if gr_families is not None:
-                them.update(graceful_restart_time=gr_time, graceful_restart_families=tuple(gr_families))
+                # restarting: the R bit, and the F bit (forwarding state kept) per family; RFC 4724
+                # 4.2 keeps stale routes over a restart only for families with the F bit
+                them.update(graceful_restart_time=gr_time, graceful_restart_families=tuple(gr_families),
+                            restarting=gr_forwarding)
             if addpath:
                 them["extra_capabilities"] = (AddPathCap(tuple((f, ADDPATH_SEND) for f in families)),)
             link = pair(us, them)
