@@ -126,8 +126,7 @@ def _parse_request(line: bytes) -> tuple[str, Params]:
 
 @dataclass(frozen=True)
 class Limits:
-    """What one API server lets its clients hold (the defaults are documented in
-    docs/operations.md and docs/security.md).
+    """What one API server lets its clients hold.
 
     ``max_connections``: connections served at once; one more is answered with one
     error line and closed.  A connection has at most one request in flight (the next
@@ -402,7 +401,7 @@ async def serve(path: str, api: Api, limits: Limits = Limits()) -> asyncio.base_
                 writer.write(_encode({"ok": True, "result": result}) + b"\n")
         await drain(writer)
 
-    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def serve_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         nonlocal open_connections
         if open_connections >= limits.max_connections:
             say("refused", logging.WARNING, "API: connection refused: %d connections open, the most served",
@@ -448,6 +447,14 @@ async def serve(path: str, api: Api, limits: Limits = Limits()) -> asyncio.base_
                 writer.transport.abort()
             finally:
                 open_connections -= 1  # only now: the cap bounds open sockets, not just served ones
+
+    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await serve_client(reader, writer)
+        except asyncio.CancelledError:
+            # the daemon is stopping: the connection ends here (Python 3.11 would log each
+            # cancelled connection task with a traceback)
+            writer.transport.abort()
 
     return await asyncio.start_unix_server(client, sock=sock, limit=_READ_CHUNK)
 

@@ -587,3 +587,22 @@ def test_a_socket_path_too_long_for_a_unix_socket_is_one_line(tmp_path):
     with pytest.raises(OSError) as e:
         asyncio.run(main())
     assert "is longer than 107 octets" in str(e.value)
+
+
+def test_stopping_with_connections_open_logs_no_traceback(tmp_path, caplog):
+    """At shutdown every connection task is cancelled; none may end in a logged traceback
+    (64 open connections would otherwise be 64 tracebacks in the daemon's log)."""
+    sock = str(tmp_path / "api.sock")
+
+    def body():
+        held = [_connect(sock) for _ in range(5)]
+        held[0].sendall(b'{"method": "sta')  # one with half a request
+        held[1].sendall(b'{"method": "status"}\n')
+        assert _answer(held[1])["ok"]
+        return held
+
+    with caplog.at_level(logging.DEBUG):
+        held = _serve_with(_echo_api(), sock, body, Limits())
+    for s in held:
+        s.close()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], [r.getMessage() for r in caplog.records]
