@@ -38,6 +38,7 @@ from .tenant_plane import TenantPlane
 
 log = logging.getLogger("l3fab")
 SECTIONS = frozenset({"tenancy", "dataplane"})
+FIB_RECONCILE = 30.0  # seconds between full reconciles of the underlay FIB (repairs: every second)
 TENANCY_METHODS = ("tenant_create", "tenant_peers", "tenant_delete", "tenant_list", "tenant_show", "endpoint_add",
                    "endpoint_remove", "endpoint_list", "endpoint_show", "vrfs", "vrf_rejected", "endpoints",
                    "dataplane")
@@ -142,6 +143,7 @@ class Daemon:
         restarting = False
         if self.fib is not None:
             restarting = await self.fib.start()
+            self._tasks.append(asyncio.get_running_loop().create_task(self.fib.keep_repaired(FIB_RECONCILE)))
         if self.tenants is not None:
             had = await self.tenants.start()
             restarting = restarting or (had and self.tenants.dataplane is not None)

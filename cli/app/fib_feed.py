@@ -163,6 +163,23 @@ class FibFeed:
     def pending(self) -> int:
         return len(self._pending)
 
+    async def keep_repaired(self, interval: float) -> None:
+        """Level-triggered repair of the underlay routes: every second a cheap check (the
+        kernel is read again only after a link or address change), every ``interval``
+        seconds a full reconcile against a kernel dump.  Routes the kernel deleted with
+        their link, or someone deleted by hand, come back."""
+        loop = asyncio.get_running_loop()
+        last = loop.time()
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                full = loop.time() - last >= interval
+                if full:
+                    last = loop.time()
+                self._record(await self.worker.run(self.fib.reconcile if full else self.fib.repair))
+            except Exception:  # the loop must survive; the error is logged with its traceback
+                log.exception("FIB repair failed")
+
     async def clear(self) -> None:
         """Full shutdown: remove every route this node installed."""
         if self._task is not None:
