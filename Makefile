@@ -25,3 +25,9 @@ bench-tenancy: setup
 
 bench-stall: setup
 	$(PYTHON) -m l3fab.bench.stall
+
+# Structure-aware fuzzing of decoder + session + table (bench/fuzz.py); CI runs a short smoke
+# (tests/unit/test_fuzz_smoke.py). FUZZ_MESSAGES / FUZZ_SEED override the defaults.
+.PHONY: fuzz
+fuzz: setup
+	$(PYTHON) -m l3fab.bench.fuzz --messages $(or $(FUZZ_MESSAGES),2000000) --seed $(or $(FUZZ_SEED),1)
