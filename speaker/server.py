@@ -1,6 +1,6 @@
 """The speaker daemon shell: asyncio wiring around the sans-IO parts.
 
-It owns the listeners (TCP-MD5, GTSM), one :class:`Peer` per neighbour, the timers
+It owns the listeners (TCP-MD5, GTSM: see :meth:`Speaker._listen`), one :class:`Peer` per neighbour, the timers
 (MRAI, RFC 4724 restart and convergence timers), the poll of connected prefixes,
 and the Loc-RIB consumers.  Every table decision is the :class:`RibManager`'s: a
 peer event goes in, the manager's :class:`RibOutput` is executed here.
@@ -22,7 +22,7 @@ from collections.abc import Iterable
 
 from .config import NeighborConfig, NodeConfig
 from .consumer import LocRibConsumer
-from .netutil import local_link_locals, set_gtsm, set_md5
+from .netutil import LINK_LOCAL_PREFIX, ifindex, local_link_locals, save_syn, set_gtsm, set_md5
 from .origination import LocalRoute, self_next_hop
 from .peer import Peer, _Protocol
 from .policy import Policy
@@ -33,13 +33,14 @@ from .table.decision import DecisionConfig
 from .table.export import ExportContext
 from .table.manager import PeerTableConfig, RibManager, RibOutput, RibSettings
 from .table.path import Key, Source
+from .text import LogBudget
 from .wire.constants import Family
 from .wire.route_refresh import RouteRefresh
 from .wire.update import Update
 
 log = logging.getLogger("l3fab.speaker")
 CONNECTED_POLL = 2.0  # seconds between reads of the host's interface addresses
-DECISION_CHUNK = 2_000  # destinations per family decided in one turn of the event loop
+DECISION_CHUNK = 5_000  # destinations per family decided in one turn of the event loop
 
 
 class Speaker:
@@ -62,6 +63,10 @@ class Speaker:
         self.converged_at: float | None = None
         self.stopping = False  # no more table work: the forwarding state must stay as it is
         self._servers: list[asyncio.base_events.Server] = []
+        # interface -> (our link-local address it is bound to, its server): see _listen_on_link
+        self._link_servers: dict[str, tuple[str, asyncio.base_events.Server]] = {}
+        self.refused_unknown = 0  # inbound connections from addresses of no neighbour
+        self._refusal_log = LogBudget(per_key=1, interval=60.0)
         self._process_handle: asyncio.Handle | None = None
         self._drain_handle: asyncio.TimerHandle | None = None
         self._stale_timers: dict[str, asyncio.TimerHandle] = {}
@@ -130,6 +135,7 @@ class Speaker:
             self._tasks.append(loop.create_task(self._convergence_deadline()))
         for addr in self.config.listen_addresses:
             self._servers.append(await self._listen(loop, addr))
+        await self._listen_on_links()
         await self.refresh_connected()
         self._tasks.append(loop.create_task(self._connected_loop()))
         if self.config.networks:
@@ -138,6 +144,16 @@ class Speaker:
             p.start()
 
     async def _listen(self, loop: asyncio.AbstractEventLoop, addr: str) -> asyncio.base_events.Server:
+        """A listener on one configured address.
+
+        TCP-MD5: a key for every numbered neighbour with a password.  GTSM (RFC 5082):
+        when every neighbour uses ttl-security, IP_MINTTL / IPV6_MINHOPCOUNT 254 on the
+        listener itself, so a SYN from further away is dropped by the kernel and never
+        gets an answer; otherwise the listener only sends with TTL 255 and each
+        ttl-security neighbour checks the TTL of its connection's SYN before sending
+        anything (:meth:`Peer.accept`).  Link-local neighbours that need a key or GTSM
+        get listeners of their own (:meth:`_listen_on_links`).
+        """
         ip = ipaddress.ip_address(addr)
         fam = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
         sock = socket.socket(fam, socket.SOCK_STREAM)
@@ -150,18 +166,97 @@ class Speaker:
                     set_md5(sock, p.cfg.address, p.cfg.password)
                 except OSError as e:
                     log.error("%s: cannot install TCP-MD5 key on the listener: %s", p.cfg.name, e)
-        if any(p.cfg.ttl_security for p in self.peers):
+        if self.peers and all(p.cfg.ttl_security for p in self.peers):
+            set_gtsm(sock, enforce=True)
+        elif any(p.cfg.ttl_security for p in self.peers):
             set_gtsm(sock, enforce=False)  # SYN-ACKs to GTSM peers leave with TTL 255
+        save_syn(sock)
         sock.bind((addr, self.config.listen_port))
+        if addr == "::" and self._link_plan():
+            # Listeners bound to an interface's link-local address share the port: allowed
+            # between SO_REUSEPORT sockets only, set after this bind so that it still
+            # failed if the port was taken (another l3fab keeps its port to itself).
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.listen(64)
         sock.setblocking(False)
         return await loop.create_server(lambda: _Inbound(self), sock=sock)
+
+    def _link_plan(self) -> dict[str, list[Peer]]:
+        """Interface -> its link-local neighbours, for interfaces where one of them has a
+        TCP-MD5 password or ttl-security.  Their connections go to our link-local address
+        on that interface, and a listener bound there carries their key and GTSM: a key
+        for all of fe80::/10 (an unnumbered neighbour's address is not known beforehand)
+        and IPV6_MINHOPCOUNT stay on that link (Linux scopes a key to an interface only
+        for VRF devices).  Only with a wildcard IPv6 listener: without one, link-local
+        neighbours cannot connect to us at all."""
+        if "::" not in self.config.listen_addresses:
+            return {}
+        plan: dict[str, list[Peer]] = {}
+        for p in self.peers:
+            iface = p.cfg.interface
+            if iface and (p.cfg.address is None or ipaddress.ip_address(p.cfg.address).is_link_local):
+                plan.setdefault(iface, []).append(p)
+        return {i: ps for i, ps in plan.items() if any(p.cfg.password or p.cfg.ttl_security for p in ps)}
+
+    async def _listen_on_links(self) -> None:
+        """(Re)bind the listeners of :meth:`_link_plan` to each interface's current
+        link-local address (run at start and with every poll of the addresses)."""
+        plan = self._link_plan()
+        if not plan or not self._servers:
+            return
+        loop = asyncio.get_running_loop()
+        port = self.listen_port
+        for iface, peers in plan.items():
+            lls = sorted(local_link_locals(iface))
+            want = lls[0] if lls else None
+            have = self._link_servers.get(iface)
+            if have is not None and have[0] == want:
+                continue
+            if have is not None:
+                have[1].close()
+                del self._link_servers[iface]
+            if want is None:
+                continue
+            try:
+                server = await self._listen_on_link(loop, iface, want, port, peers)
+            except OSError as e:
+                log.error("cannot listen on %s%%%s port %s: %s", want, iface, port, e)
+                continue
+            self._link_servers[iface] = (want, server)
+
+    async def _listen_on_link(self, loop: asyncio.AbstractEventLoop, iface: str, address: str, port: int,
+                              peers: list[Peer]) -> asyncio.base_events.Server:
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, iface.encode())
+            for p in peers:
+                if p.cfg.password:
+                    if p.cfg.address:
+                        set_md5(sock, p.cfg.address, p.cfg.password)
+                    else:
+                        set_md5(sock, LINK_LOCAL_PREFIX[0], p.cfg.password, prefixlen=LINK_LOCAL_PREFIX[1])
+            if all(p.cfg.ttl_security for p in peers):
+                set_gtsm(sock, enforce=True)
+            elif any(p.cfg.ttl_security for p in peers):
+                set_gtsm(sock, enforce=False)
+            save_syn(sock)
+            sock.bind((address, port, 0, ifindex(iface)))
+            sock.listen(64)
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
+        log.info("listening on %s%%%s port %s for %s", address, iface, port, ", ".join(p.cfg.name for p in peers))
+        return await loop.create_server(lambda: _Inbound(self, iface), sock=sock)
 
     async def stop(self, graceful: bool = False) -> None:
         """Stop.  ``graceful``: close sessions without NOTIFICATION (the application keeps
         the forwarding state), so peers doing graceful restart keep forwarding to us."""
         self.stopping = True
-        for srv in self._servers:
+        for srv in (*self._servers, *(server for _addr, server in self._link_servers.values())):
             srv.close()
         for t in self._tasks:
             t.cancel()
@@ -207,6 +302,7 @@ class Speaker:
         while True:
             await asyncio.sleep(CONNECTED_POLL)
             await self.refresh_connected()
+            await self._listen_on_links()
 
     # ------------------------------------------------------------------ peer events (PeerEvents)
 
@@ -295,6 +391,12 @@ class Speaker:
         if self.converged_at is not None:
             return
         self.converged_at = time.time()
+        if self.restarting:
+            # RFC 4724: the restart is over; OPENs from now on carry no Restart State bit,
+            # and `show status` says so.
+            self.restarting = False
+            for p in self.peers:
+                p.refresh_session_config()
         self.process()
         while self.rib.dirty() and not self.stopping:  # once, at convergence: consumers see the whole table
             self.process()
@@ -345,23 +447,38 @@ class Speaker:
 
 
 class _Inbound(asyncio.Protocol):
-    """Listener protocol: find the neighbour, then hand the connection over."""
+    """Listener protocol: find the neighbour, then hand the connection over.
+    ``link``: the interface of a link-local listener (:meth:`Speaker._listen_on_links`)."""
 
-    def __init__(self, speaker: Speaker) -> None:
+    def __init__(self, speaker: Speaker, link: str | None = None) -> None:
         self.speaker = speaker
+        self.link = link
         self.proto: _Protocol | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)  # a TCP connection
         sock = transport.get_extra_info("socket")
         peername = sock.getpeername()
         addr = peername[0].split("%")[0]
         scope = peername[3] if len(peername) >= 4 else 0
         peer = self.speaker.peer_for(addr, scope)
         if peer is None:
-            log.info("refusing connection from unknown peer %s", addr)
-            transport.close()
+            # Anyone can connect: one line per address per minute, every refusal counted.
+            self.speaker.refused_unknown += 1
+            left_out = self.speaker._refusal_log.take(addr)
+            if left_out is not None:
+                more = f" ({left_out} more from it since the last line)" if left_out else ""
+                log.info("refusing connection from unknown peer %s%s", addr, more)
+            transport.abort()
             return
-        assert isinstance(transport, asyncio.Transport)
+        if peer.cfg.unnumbered and peer.cfg.password and self.link != peer.cfg.interface:
+            # Its key is on its interface's own listener only: this one never checked it.
+            self.speaker.refused_unknown += 1
+            if self.speaker._refusal_log.take(addr) is not None:
+                log.info("%s: refusing connection from %s: not through the TCP-MD5 listener of %s", peer.cfg.name,
+                         addr, peer.cfg.interface)
+            transport.abort()
+            return
         self.proto = _Protocol(peer)
         self.proto.transport = transport
         peer.accept(self.proto)

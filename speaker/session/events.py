@@ -26,6 +26,7 @@ class Timer(str, Enum):
     HOLD = "hold"
     KEEPALIVE = "keepalive"
     IDLE_HOLD = "idle-hold"  # automatic restart after an error (RFC 4271 8.1.1 attribute)
+    SEND_HOLD = "send-hold"  # RFC 9687: nothing could be sent to the peer for this long
 
 
 # ----- actions for the transport
@@ -43,7 +44,10 @@ class Connect:
 
 @dataclass(frozen=True)
 class Disconnect:
-    """Close the TCP connection (after writing what was queued)."""
+    """Close the TCP connection after writing what was queued; ``abort``: at once,
+    dropping what was queued (the peer reads nothing, so it would never drain)."""
+
+    abort: bool = False
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from ..wire.message import KEEPALIVE_BYTES, Message, MessageReader
 from ..wire.notification import Notification, decode_notification
 from ..wire.open import Open, decode_open
 from ..wire.route_refresh import RouteRefresh, decode_route_refresh
+from ..text import escape_text
 from ..wire.update import Update, decode_update
 from .events import (
     Connect,
@@ -56,6 +57,28 @@ from .events import (
 from .negotiated import Negotiated, negotiate
 
 LARGE_HOLD_TIME = 240  # RFC 4271 section 8.2.2: hold timer in OpenSent
+
+DEFAULT_MIN_HOLD_TIME = 3
+"""The smallest hold time a peer's OPEN may bring us to, unless we configured 0 ourselves.
+
+A peer's hold time 0 would switch off KEEPALIVEs and the hold timer (RFC 4271 4.2):
+a peer that then stops talking, or never reads, keeps the session, and its routes,
+forever.  So when our own hold time is not 0, an OPEN with a hold time below this
+minimum (0 included) is refused with 2/6 (unacceptable hold time).  3 s is the least
+RFC 4271 allows; a neighbour may ask for more (``SessionConfig.min_hold_time``)."""
+
+DEFAULT_SEND_HOLD_TIME = 480.0
+"""RFC 9687 SendHoldTime: the session is closed (error code 8) when nothing could be
+sent to the peer for the greater of this and twice the negotiated hold time, the
+RFC's suggested default.  Not used when the negotiated hold time is 0 (RFC 9687 3.3)."""
+
+DEFAULT_MAX_SEND_BUFFER = 32 * 1024 * 1024
+"""Octets queued for a peer, beyond what the kernel's socket buffer holds, before the
+session is closed as if its send hold timer had expired: a peer that reads slower
+than we produce UPDATEs cannot make us buffer without bound (a full table is a few
+MiB of UPDATEs; the send hold timer handles a peer that reads nothing at all)."""
+
+SEND_HOLD_TIMER_EXPIRED = 8  # RFC 9687 section 5: the NOTIFICATION error code
 
 
 @dataclass(frozen=True)
@@ -80,6 +103,27 @@ class SessionConfig:
     graceful_restart_families: tuple[Family, ...] = ()  # F bit set for these when restarting
     extended_message: bool = True
     extra_capabilities: tuple[Capability, ...] = field(default=())
+    # None: the module defaults, read when used (DEFAULT_MIN_HOLD_TIME, DEFAULT_SEND_HOLD_TIME,
+    # DEFAULT_MAX_SEND_BUFFER).
+    min_hold_time: int | None = None
+    send_hold_time: float | None = None
+    max_send_buffer: int | None = None
+
+    @property
+    def effective_min_hold_time(self) -> int:
+        return DEFAULT_MIN_HOLD_TIME if self.min_hold_time is None else self.min_hold_time
+
+    @property
+    def effective_max_send_buffer(self) -> int:
+        return DEFAULT_MAX_SEND_BUFFER if self.max_send_buffer is None else self.max_send_buffer
+
+    def send_hold_for(self, hold_time: int) -> float:
+        """The RFC 9687 SendHoldTime for a negotiated ``hold_time`` (0: none)."""
+        if not hold_time:
+            return 0.0
+        if self.send_hold_time is not None:
+            return self.send_hold_time
+        return max(DEFAULT_SEND_HOLD_TIME, 2.0 * hold_time)
 
     def open_message(self) -> Open:
         caps: list[Capability] = [Multiprotocol(f) for f in self.families]
@@ -119,6 +163,20 @@ class Session:
         self.updates_in = 0
         self.updates_out = 0
 
+    @property
+    def connected(self) -> bool:
+        """A TCP connection is bound to this session."""
+        return self._connected
+
+    def reconfigure(self, config: SessionConfig) -> bool:
+        """Use ``config`` from the next connection on (the OPEN we send is built from it).
+        Only between connections: False (and nothing changes) while connected."""
+        if self._connected:
+            return False
+        self.config = config
+        self.local_open = config.open_message()
+        return True
+
     # ------------------------------------------------------------------ helpers
 
     def _emit(self, item: SessionOutput) -> None:
@@ -145,17 +203,19 @@ class Session:
         self._emit(NotificationSent(n))
 
     def _stop_all_timers(self) -> None:
-        for t in (Timer.CONNECT_RETRY, Timer.HOLD, Timer.KEEPALIVE):
+        for t in (Timer.CONNECT_RETRY, Timer.HOLD, Timer.KEEPALIVE, Timer.SEND_HOLD):
             self._emit(StopTimer(t))
 
-    def _fail(self, reason: str, notification: Notification | None = None, restart: bool = True) -> None:
-        """Drop to Idle: optionally notify, close the connection, schedule a restart."""
+    def _fail(self, reason: str, notification: Notification | None = None, restart: bool = True,
+              abort: bool = False) -> None:
+        """Drop to Idle: optionally notify, close the connection, schedule a restart.
+        ``abort``: drop the connection at once instead of flushing what is queued."""
         self.last_error = reason
         if notification is not None and self._connected:
             self._send_notification(notification)
         self._stop_all_timers()
         if self._connected:
-            self._emit(Disconnect())
+            self._emit(Disconnect(abort))
             self._connected = False
         self._reader = MessageReader()
         self.negotiated = None
@@ -166,11 +226,15 @@ class Session:
 
     # ------------------------------------------------------------------ inputs
 
-    def start(self) -> list[SessionOutput]:
-        """ManualStart (or ManualStart_with_PassiveTcpEstablishment)."""
+    def start(self, passive: bool | None = None) -> list[SessionOutput]:
+        """ManualStart (or ManualStart_with_PassiveTcpEstablishment).
+
+        ``passive`` overrides the configuration for this start only: a session made for
+        one inbound connection waits for it instead of connecting, yet restarts (after
+        an error) as configured."""
         if self.state is State.IDLE:
             self._emit(StopTimer(Timer.IDLE_HOLD))
-            if self.config.passive:
+            if self.config.passive if passive is None else passive:
                 self._goto(State.ACTIVE, "passive start")
             else:
                 self._goto(State.CONNECT, "start")
@@ -234,9 +298,40 @@ class Session:
             if self.state in (State.OPENCONFIRM, State.ESTABLISHED) and self.negotiated and self.negotiated.hold_time:
                 self._send(KEEPALIVE_BYTES)
                 self._emit(StartTimer(Timer.KEEPALIVE, self.negotiated.keepalive))
+        elif timer is Timer.SEND_HOLD:
+            if self.state is State.ESTABLISHED and self._connected and self._send_hold():
+                self._send_hold_expired(f"send hold timer expired: nothing could be sent to the peer for "
+                                        f"{self._send_hold():g}s")
         elif timer is Timer.IDLE_HOLD:
             if self.state is State.IDLE:
                 return self.start()
+        return self._take()
+
+    # ------------------------------------------------------------------ RFC 9687 send hold
+
+    def _send_hold(self) -> float:
+        return self.config.send_hold_for(self.negotiated.hold_time if self.negotiated else 0)
+
+    def _send_hold_expired(self, reason: str) -> None:
+        # RFC 9687 section 6: the NOTIFICATION is still sent (it will hardly arrive) and
+        # the connection dropped at once: what is queued would never drain.
+        self._fail(reason, Notification(SEND_HOLD_TIMER_EXPIRED, 0), abort=True)
+
+    def send_progress(self) -> list[SessionOutput]:
+        """The transport saw our data leave: the peer acknowledged some of it, or nothing
+        is waiting.  Restarts the SendHoldTimer (RFC 9687 section 3.3: "each time the
+        local system sends a message"; sent means taken by the peer, not queued here)."""
+        if self.state is State.ESTABLISHED and self._connected:
+            hold = self._send_hold()
+            if hold:
+                self._emit(StartTimer(Timer.SEND_HOLD, hold))
+        return self._take()
+
+    def send_stalled(self, reason: str) -> list[SessionOutput]:
+        """The transport cannot hold what we send (its write buffer passed
+        ``config.effective_max_send_buffer``): close as when the SendHoldTimer expires."""
+        if self._connected and self.state in (State.OPENSENT, State.OPENCONFIRM, State.ESTABLISHED):
+            self._send_hold_expired(f"send buffer overflow: {reason}")
         return self._take()
 
     def data_received(self, data: bytes) -> list[SessionOutput]:
@@ -250,7 +345,7 @@ class Session:
                 if not self._connected:
                     break
         except RemoteProtocolError as e:
-            self._fail(f"protocol error from peer: {e.reason}", Notification(e.code, e.subcode, e.data))
+            self._fail(f"protocol error from peer: {escape_text(e.reason)}", Notification(e.code, e.subcode, e.data))
         return self._take()
 
     # ------------------------------------------------------------------ sending
@@ -283,7 +378,9 @@ class Session:
             n = decode_notification(body)
             self._notified = True
             self._emit(NotificationReceived(n))
-            self._fail(f"notification from peer: {n.describe()}", None)
+            # The peer's text (an RFC 9003 shutdown communication) ends up in logs and
+            # in the CLI: escaped here, where it enters.
+            self._fail(f"notification from peer: {escape_text(n.describe())}", None)
             return
         if st is State.OPENSENT:
             if msg_type != MessageType.OPEN:
@@ -297,6 +394,8 @@ class Session:
                 neg = self.negotiated
                 assert neg is not None  # set by the OPEN that led to OpenConfirm
                 self._emit(StartTimer(Timer.HOLD, neg.hold_time) if neg.hold_time else StopTimer(Timer.HOLD))
+                if neg.hold_time:  # RFC 9687 section 3.3
+                    self._emit(StartTimer(Timer.SEND_HOLD, self._send_hold()))
                 self._goto(State.ESTABLISHED, "keepalive received")
                 self._emit(Established(neg))
                 return
@@ -327,6 +426,10 @@ class Session:
         cfg = self.config
         if peer.hold_time in (1, 2):
             raise OpenMessageError(OpenSubcode.UNACCEPTABLE_HOLD_TIME, b"", f"hold time {peer.hold_time}")
+        if cfg.hold_time and peer.hold_time < cfg.effective_min_hold_time:
+            # Hold time 0 included: no keepalives, no liveness (see DEFAULT_MIN_HOLD_TIME).
+            raise OpenMessageError(OpenSubcode.UNACCEPTABLE_HOLD_TIME, b"",
+                                   f"hold time {peer.hold_time} below the minimum {cfg.effective_min_hold_time}")
         want = cfg.peer_as
         ok = (
             want is None

@@ -119,12 +119,15 @@ def test_hold_time_is_the_smaller_one(ha, hb, want):
     for s in (link.a, link.b):
         assert s.negotiated.hold_time == want
         assert s.negotiated.keepalive == want / 3
-        assert link.timers[s] == {Timer.HOLD: want, Timer.KEEPALIVE: want / 3}
+        # RFC 9687: the send hold timer runs beside them, max(8 min, 2 x hold time)
+        assert link.timers[s] == {Timer.HOLD: want, Timer.KEEPALIVE: want / 3, Timer.SEND_HOLD: max(480.0, 2 * want)}
 
 
-@pytest.mark.parametrize("ha,hb", [(0, 90), (90, 0), (0, 0)])
+@pytest.mark.parametrize("ha,hb", [(0, 90), (0, 0)])
 def test_hold_time_zero_means_no_keepalives_and_no_hold_timer(ha, hb):
-    link = pair(a={"hold_time": ha}, b={"hold_time": hb})
+    # Only the side that configured 0 can bring the session to 0 (a peer's 0 against
+    # our non-zero hold time is refused: test_peer_hold_time_zero_is_refused_...).
+    link = pair(a={"hold_time": ha}, b={"hold_time": hb, "min_hold_time": 0})
     link.establish()
     for s in (link.a, link.b):
         assert s.negotiated.hold_time == 0 and s.negotiated.keepalive == 0
@@ -556,3 +559,135 @@ def test_tcp_failure_in_opensent_goes_active_and_retries():
     assert StartTimer(Timer.CONNECT_RETRY, s.config.connect_retry) in actions
     again = s.timer_expired(Timer.CONNECT_RETRY)
     assert s.state is State.CONNECT and any(type(a).__name__ == "Connect" for a in again)
+
+
+# ------------------------------------------------------------------ hardening (issue 10, findings 7, 8, 9)
+
+
+def _open_answer(cfg: SessionConfig, peer: "Open") -> tuple[Session, list]:  # noqa: F821
+    s = Session(cfg)
+    actions = s.start() + s.connection_made() + s.data_received(peer.encode())
+    return s, actions
+
+
+@pytest.mark.parametrize("ours, minimum, theirs", [(9, None, 0), (90, None, 0), (90, 10, 5), (90, 10, 0)])
+def test_peer_hold_time_below_the_minimum_is_refused_with_2_6(ours, minimum, theirs):
+    """A peer must not switch off our liveness checks: its hold time 0 (or one below the
+    configured minimum) against our non-zero hold time is an OPEN error 2/6."""
+    s, actions = _open_answer(SessionConfig(65001, "10.0.0.1", 65002, hold_time=ours, min_hold_time=minimum),
+                              peer_open(hold=theirs))
+    assert notifications(actions) == [Notification(2, 6)]
+    assert s.state is State.IDLE and s.negotiated is None
+    assert not any(isinstance(a, (Established, SessionDown)) for a in actions)
+    assert "hold time" in s.last_error and "minimum" in s.last_error
+
+
+@pytest.mark.parametrize("theirs, want", [(0, 0), (30, 0)])
+def test_peer_hold_time_zero_is_fine_when_we_configured_zero(theirs, want):
+    s, actions = _open_answer(SessionConfig(65001, "10.0.0.1", 65002, hold_time=0), peer_open(hold=theirs))
+    assert s.state is State.OPENCONFIRM and s.negotiated.hold_time == want
+    assert not notifications(actions)
+
+
+def test_hold_time_at_the_minimum_is_accepted():
+    s, actions = _open_answer(SessionConfig(65001, "10.0.0.1", 65002, hold_time=90, min_hold_time=10),
+                              peer_open(hold=10))
+    assert s.state is State.OPENCONFIRM and s.negotiated.hold_time == 10
+
+
+@pytest.mark.parametrize("hold, configured, want", [(90, None, 480.0), (300, None, 600.0), (9, 20.0, 20.0)])
+def test_send_hold_timer_starts_in_established(hold, configured, want):
+    cfg = SessionConfig(65001, "10.0.0.1", 65002, hold_time=hold, send_hold_time=configured)
+    s, actions = established_with(cfg, peer_open(hold=hold))
+    assert StartTimer(Timer.SEND_HOLD, want) in actions
+    # started on entering Established, after the OPEN exchange (RFC 9687 section 3.3)
+    assert actions.index(StartTimer(Timer.SEND_HOLD, want)) > actions.index(
+        next(a for a in actions if isinstance(a, StateChanged) and a.new is State.OPENCONFIRM))
+
+
+def test_no_send_hold_timer_when_the_hold_time_is_zero():
+    s, actions = established_with(SessionConfig(65001, "10.0.0.1", 65002, hold_time=0), peer_open(hold=0))
+    assert not any(isinstance(a, StartTimer) and a.timer is Timer.SEND_HOLD for a in actions)
+    assert s.send_progress() == []
+    assert s.timer_expired(Timer.SEND_HOLD) == [] and s.state is State.ESTABLISHED
+
+
+def test_send_progress_restarts_the_send_hold_timer_only_in_established():
+    s, _ = established_with(SessionConfig(65001, "10.0.0.1", 65002, hold_time=9), peer_open(hold=9))
+    assert s.send_progress() == [StartTimer(Timer.SEND_HOLD, 480.0)]
+    o = _opensent()
+    assert o.send_progress() == []
+
+
+def test_send_hold_expiry_sends_8_0_and_drops_the_connection_at_once():
+    s, _ = established_with(SessionConfig(65001, "10.0.0.1", 65002, hold_time=9, idle_hold=2.0), peer_open(hold=9))
+    actions = s.timer_expired(Timer.SEND_HOLD)
+    assert notifications(actions) == [Notification(8, 0)]
+    assert Disconnect(abort=True) in actions  # what is queued would never drain
+    assert s.state is State.IDLE and "send hold timer expired" in s.last_error
+    assert SessionDown(s.last_error, notification=True) in actions
+    assert StopTimer(Timer.SEND_HOLD) in actions and StartTimer(Timer.IDLE_HOLD, 2.0) in actions
+
+
+def test_send_hold_expiry_outside_established_does_nothing():
+    o = _opensent()
+    assert o.timer_expired(Timer.SEND_HOLD) == [] and o.state is State.OPENSENT
+
+
+def test_send_buffer_overflow_closes_like_the_send_hold_timer():
+    s, _ = established_with(SessionConfig(65001, "10.0.0.1", 65002), peer_open())
+    actions = s.send_stalled("40000000 octets queued, limit 33554432")
+    assert notifications(actions) == [Notification(8, 0)] and Disconnect(abort=True) in actions
+    assert s.state is State.IDLE and "send buffer overflow" in s.last_error
+    assert s.send_stalled("again") == []  # not connected any more
+
+
+def test_the_send_buffer_limit_defaults_to_the_module_constant():
+    from l3fab.speaker.session import fsm
+
+    assert SessionConfig(65001, "10.0.0.1").effective_max_send_buffer == fsm.DEFAULT_MAX_SEND_BUFFER
+    assert SessionConfig(65001, "10.0.0.1", max_send_buffer=1000).effective_max_send_buffer == 1000
+
+
+def test_a_peers_shutdown_communication_is_escaped_in_the_reason():
+    s, _ = established_with(SessionConfig(65001, "10.0.0.1", 65002), peer_open())
+    text = "bye\n2024-01-01 INFO forged line \x1b[31mred\x1b[0m \u202e"
+    actions = s.data_received(Notification.shutdown(text).encode())
+    down = next(a for a in actions if isinstance(a, SessionDown))
+    for shown in (s.last_error, down.reason):
+        assert shown.isprintable(), shown
+        assert "\\n2024-01-01 INFO forged line \\x1b[31mred" in shown and "\\u202e" in shown
+    # the event still carries the NOTIFICATION as received, for whoever needs the raw text
+    assert next(a for a in actions if isinstance(a, NotificationReceived)).notification.shutdown_message == text
+
+
+def test_start_passive_for_one_connection_then_restart_as_configured():
+    """A session made for one inbound connection waits for it (no Connect) but, after an
+    error, restarts as its configuration says: a non-passive neighbour connects again."""
+    s = Session(SessionConfig(65001, "10.0.0.1", 65002, passive=False, idle_hold=1.0))
+    actions = s.start(passive=True)
+    assert s.state is State.ACTIVE and Connect() not in actions
+    s.connection_made()
+    s.connection_failed("reset")
+    s.data_received(b"")
+    assert s.state is State.ACTIVE
+    s.stop(restart=True)
+    again = s.timer_expired(Timer.IDLE_HOLD)
+    assert s.state is State.CONNECT and Connect() in again
+
+
+def test_reconfigure_only_between_connections():
+    """The OPEN of the next connection follows the new configuration (e.g. the Restart
+    State bit once a graceful restart is over); a connected session keeps its own."""
+    from l3fab.speaker.wire.capabilities import GracefulRestartCap
+
+    cfg = SessionConfig(65001, "10.0.0.1", 65002, graceful_restart_time=120, restarting=True)
+    s = Session(cfg)
+    assert s.local_open.first(GracefulRestartCap).restart_state
+    s.start()
+    s.connection_made()
+    assert not s.reconfigure(SessionConfig(65001, "10.0.0.1", 65002, graceful_restart_time=120))
+    assert s.local_open.first(GracefulRestartCap).restart_state
+    s.connection_failed("reset")
+    assert s.reconfigure(SessionConfig(65001, "10.0.0.1", 65002, graceful_restart_time=120))
+    assert not s.local_open.first(GracefulRestartCap).restart_state and not s.connected
