@@ -1034,7 +1034,12 @@ class Fuzzer:
         codec = neg.codec if neg is not None else CodecContext()
         where = "Session.data_received"
         try:
-            actions = pair.a.data_received(data)
+            if len(data) > 1 and self.rng.random() < 0.1:  # as TCP may deliver it: in two pieces
+                cut = self.rng.randrange(1, len(data))
+                actions = pair.a.data_received(data[:cut])
+                actions += pair.a.data_received(data[cut:])
+            else:
+                actions = pair.a.data_received(data)
             outcome, problems = self._judge(pair, state, data, codec, actions)
             where = "the peer's Session"
             pair.a_out += actions
