@@ -63,6 +63,7 @@ from .model import GATEWAY4, NFT_TABLE, DataplaneSpec, PortSpec
 FAMILY = "inet"
 COUNTER_KINDS = ("accepted", "spoofed", "underlay", "host")
 STRANGERS = "strangers"  # the counter of packets from unknown interfaces to protected destinations
+STRANGERS_KEY = "*"  # its key among the per-endpoint counters: never an endpoint name
 HASH_PREFIX = "l3fab sha256:"
 
 # ICMPv6 an endpoint needs to find its gateway: RS, NS, NA (RFC 4861), MLDv1 report
@@ -133,8 +134,8 @@ def digest(spec: DataplaneSpec, guard: Guard | None = None) -> str:
 def render(spec: DataplaneSpec, counters: Mapping[str, Mapping[str, Mapping[str, int]]] | None = None,
            guard: Guard | None = None) -> str:
     """The whole ``table inet l3fab`` as nft text.  ``counters`` (as returned by
-    :func:`counters`, plus :data:`STRANGERS` as read by :func:`strangers`) gives the
-    counters' starting values; they do not change the hash."""
+    :func:`counters` with ``strangers``) gives the counters' starting values; they do
+    not change the hash."""
     head = f"table {FAMILY} {NFT_TABLE} {{\n\tcomment \"{HASH_PREFIX}{digest(spec, guard)}\"\n"
     return head + _body(spec, counters or {}, guard)
 
@@ -155,7 +156,7 @@ def _body(spec: DataplaneSpec, start: Mapping[str, Mapping[str, Mapping[str, int
     stranger_rules: list[str] = []
     if guard is not None:
         trusted, protected = _checked_guard(guard, ports, underlay)
-        out.append(_counter(STRANGERS, start.get(STRANGERS, {}).get(STRANGERS, {})))
+        out.append(_counter(STRANGERS, start.get(STRANGERS_KEY, {}).get(STRANGERS, {})))
         out.append(_set("trusted", "ifname", [_q(name) for name in trusted]))
         out.append(_set("protected4", "ipv4_addr", protected[4], interval=True))
         out.append(_set("protected6", "ipv6_addr", protected[6], interval=True))
@@ -312,14 +313,15 @@ def installed_digest(listing: str) -> str | None:
 
 def parse_counters(listing_json: str, strangers: bool = False) -> Counters:
     """``nft -j list counters table inet l3fab`` output -> per endpoint, per kind
-    (with ``strangers``, also ``{STRANGERS: {STRANGERS: {...}}}`` when present)."""
+    (with ``strangers``, also ``{STRANGERS_KEY: {STRANGERS: {...}}}`` when present)."""
     out: Counters = {}
     for item in json.loads(listing_json).get("nftables", []):
         c = item.get("counter")
         if not c or c.get("family") != FAMILY or c.get("table") != NFT_TABLE:
             continue
         if strangers and c.get("name") == STRANGERS:
-            out[STRANGERS] = {STRANGERS: {"packets": int(c.get("packets", 0)), "bytes": int(c.get("bytes", 0))}}
+            out[STRANGERS_KEY] = {STRANGERS: {"packets": int(c.get("packets", 0)),
+                                              "bytes": int(c.get("bytes", 0))}}
             continue
         kind, _, endpoint = c.get("name", "").partition(".")
         if kind in COUNTER_KINDS and endpoint:
@@ -363,11 +365,12 @@ def is_installed(nft: str = "nft", netns: str | None = None) -> bool:
     return _has_table(_run(["-j", "list", "tables"], nft=nft, netns=netns))
 
 
-def counters(nft: str = "nft", netns: str | None = None) -> Counters:
-    """Per endpoint name: ``{"spoofed": {"packets": n, "bytes": n}, ...}``; ``{}`` without the table."""
+def counters(nft: str = "nft", netns: str | None = None, strangers: bool = False) -> Counters:
+    """Per endpoint name: ``{"spoofed": {"packets": n, "bytes": n}, ...}``; ``{}`` without the table.
+    With ``strangers``, also the stranger counter under :data:`STRANGERS_KEY`."""
     if not is_installed(nft=nft, netns=netns):
         return {}
-    return _read_counters(nft, netns)
+    return _read_counters(nft, netns, strangers)
 
 
 def strangers(nft: str = "nft", netns: str | None = None) -> dict[str, int]:
@@ -375,7 +378,7 @@ def strangers(nft: str = "nft", netns: str | None = None) -> dict[str, int]:
     without the table or without a guard)."""
     if not is_installed(nft=nft, netns=netns):
         return {"packets": 0, "bytes": 0}
-    found = _read_counters(nft, netns, strangers=True).get(STRANGERS, {}).get(STRANGERS)
+    found = _read_counters(nft, netns, strangers=True).get(STRANGERS_KEY, {}).get(STRANGERS)
     return dict(found) if found else {"packets": 0, "bytes": 0}
 
 

@@ -305,10 +305,11 @@ class TenantPlane:
         return await self.worker.run(self._installed, table)
 
     def _counters(self) -> dict[str, Any]:
+        """Per endpoint, and the drops of interfaces l3fab does not know under ``nft.STRANGERS_KEY``."""
         if self.dataplane is None or not self.dataplane.use_nft:
             return {}
         try:
-            return nft.counters()
+            return nft.counters(strangers=True)
         except Exception as e:  # a view must not fail on a missing tool: the error is shown instead
             return {"error": str(e)}
 
@@ -360,6 +361,7 @@ class TenantPlane:
             return out
         counters, rates, summary = await self.worker.run(self._kernel_facts, spec)
         out.update(summary)
+        out["stranger_drops"] = (counters.pop(nft.STRANGERS_KEY, None) or {}).get(nft.STRANGERS)
         out["counters"] = counters
         out["rate_limits"] = rates
         return out

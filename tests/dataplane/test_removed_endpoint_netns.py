@@ -139,6 +139,7 @@ def test_a_removed_endpoint_reaches_neither_host_nor_underlay_nor_a_sid(fabric) 
     assert delta(before, arrivals(fabric)) == nothing, "the removed endpoint's link still forwards"
     assert stranger_drops(h) - strangers >= 4 * COUNT
     assert nft.strangers(netns=h.netns)["packets"] == stranger_drops(h)
+    assert node.api("dataplane")["stranger_drops"]["packets"] == stranger_drops(h)  # in show dataplane --json
     assert not gateways(h, "vm-x1") & {"169.254.0.1/32", "fe80::1/64"}, "gateway addresses left on vm-x1"
     assert "vm-x1" not in h.ip("rule").stdout
 

@@ -370,3 +370,16 @@ def test_nft_error_line_is_escaped(tmp_path) -> None:
     with pytest.raises(nft.NftError) as err:
         nft.is_installed(nft=str(fake_nft))
     assert str(err.value) == "nft -j list tables: Error: bad \\x1b[31mred"
+
+
+def test_an_endpoint_named_strangers_keeps_its_counters_apart(fake: FakeNft) -> None:
+    named = replace(SPEC, ports=(replace(A, name="strangers"),))
+    nft.apply(named, guard=GUARD)
+    fake.counter_values = {"strangers": (7, 700), "spoofed.strangers": (2, 200)}
+    assert nft.counters() == {"strangers": {"spoofed": {"packets": 2, "bytes": 200}}}
+    both = nft.counters(strangers=True)
+    assert both[nft.STRANGERS_KEY] == {"strangers": {"packets": 7, "bytes": 700}}
+    assert both["strangers"] == {"spoofed": {"packets": 2, "bytes": 200}}
+    nft.apply(replace(named, underlay_prefixes=()), guard=GUARD)
+    assert "\tcounter strangers { packets 7 bytes 700 }\n" in fake.installed
+    assert "\tcounter spoofed.strangers { packets 2 bytes 200 }\n" in fake.installed
