@@ -300,10 +300,17 @@ def _check_socket_path(p: Path) -> os.stat_result | None:
         raise OSError(f"api-socket: {str(p)!r} exists and is {kind}; l3fab does not replace it "
                       "(remove it or choose another api-socket)")
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(5)  # never wait on a hung listener: a full backlog is EAGAIN at once
     try:
         probe.connect(str(p))
-    except OSError:
-        return st  # a stale socket from a previous run
+    except ConnectionRefusedError:
+        return st  # nobody listens: a stale socket from a previous run
+    except FileNotFoundError:
+        return None  # gone meanwhile
+    except BlockingIOError:
+        pass  # somebody listens, with a full backlog
+    except OSError as e:
+        raise OSError(f"api-socket: {str(p)!r}: cannot tell whether it is in use ({e.strerror or e})") from None
     finally:
         probe.close()
     raise OSError(f"api-socket: {str(p)!r} is in use by a running l3fab")

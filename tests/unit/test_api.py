@@ -606,3 +606,37 @@ def test_stopping_with_connections_open_logs_no_traceback(tmp_path, caplog):
     for s in held:
         s.close()
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], [r.getMessage() for r in caplog.records]
+
+
+def test_a_live_socket_with_a_full_backlog_is_refused_not_replaced(tmp_path):
+    """A listener that does not accept (a hung daemon) answers a connect with EAGAIN, not
+    ECONNREFUSED: it is in use, and its socket stays."""
+    path = tmp_path / "api.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(0)
+    queued = []
+    try:
+        while True:
+            c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            c.setblocking(False)
+            try:
+                c.connect(str(path))
+            except BlockingIOError:
+                c.close()
+                break
+            queued.append(c)
+            assert len(queued) < 100
+        inode = os.lstat(path).st_ino
+
+        async def main():
+            await asyncio.wait_for(serve(str(path), Api()), 30)
+
+        with pytest.raises(OSError) as e:
+            asyncio.run(main())
+        assert str(e.value) == f"api-socket: {str(path)!r} is in use by a running l3fab"
+        assert os.lstat(path).st_ino == inode
+    finally:
+        for c in queued:
+            c.close()
+        listener.close()
