@@ -3,7 +3,8 @@
 views behind ``show vrf|endpoints|dataplane|fib --vrf``.
 
 An intent change is validated (by the intent and by the dataplane's own checks) and
-stored first (an :class:`IntentError` leaves everything as it was), then plumbed by
+stored first, on the kernel worker (an :class:`IntentError` leaves everything as it
+was; the state file's fsync never holds the event loop), then plumbed by
 the dataplane on the kernel worker and originated through the speaker; the request
 answers when the kernel is done, and the event loop runs meanwhile.
 
@@ -37,11 +38,12 @@ async def _change(plane: TenantPlane, speaker: Speaker, where: str, change: Call
     what the stored intent says; undo it when the kernel refuses its filter."""
     async with plane.changing:
         before = plane.intent.state
-        out = change()  # IntentError: nothing was stored
+        # validated and stored (an fsync) on the worker: never in the event loop
+        out = await plane.worker.run(change)  # IntentError: nothing was stored
         try:
             await plane.apply_change()
         except DataplaneRefused as e:
-            plane.intent.restore(before)
+            await plane.worker.run(plane.intent.restore, before)
             await plane.sync()  # the previous intent, plumbed again (its filter is still in place)
             raise IntentError(where, None, "", message=f"{where}: refused, the change is not kept: {e}") from None
         finally:

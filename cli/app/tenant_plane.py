@@ -127,7 +127,10 @@ class TenantPlane:
 
     def _new_importer(self) -> VrfImporter:
         tables = {t.name: t.table for t in self.intent.tenants()}
-        return VrfImporter(self.intent.import_policy(), tables, self.maximum_paths)
+        # SIDs must lie in the fabric's underlay space where dataplane.underlay-prefixes says
+        # what it is (empty: any global unicast address)
+        policy = self.intent.import_policy().with_sid_space(self.settings.underlay_prefixes)
+        return VrfImporter(policy, tables, self.maximum_paths)
 
     # ------------------------------------------------------------------ life cycle
 
@@ -350,7 +353,7 @@ class TenantPlane:
         spec = self.spec
         out: dict[str, Any] = {"vrfs": len(self.intent.tenants()), "endpoints": len(self.intent.endpoints()),
                                "imported_routes": len(self.importer._vrf), "pending_routes": len(self._pending),
-                               "errors": self.errors[-10:]}
+                               "sid_refusals": self.importer.sid_refusals, "errors": self.errors[-10:]}
         if spec is not None:
             out["sids"] = [{"endpoint": p.name, "tenant": p.tenant, "sid4": p.sid4,
                             "action4": "End.DX4" if p.sid4 else None, "nh4": p.handle4, "sid6": p.sid6,
