@@ -239,10 +239,11 @@ def _connect(path: str) -> socket.socket:
 
 
 def _answer(s: socket.socket) -> dict | None:
-    """The next answer line on ``s`` (None if the daemon closed without one)."""
+    """The next answer line on ``s`` (None if the daemon closed without one); read an
+    octet at a time, so that nothing of the next answer is taken (the answers are short)."""
     buf = b""
     while not buf.endswith(b"\n"):
-        chunk = s.recv(1 << 16)
+        chunk = s.recv(1)
         if not chunk:
             return None if not buf else json.loads(buf)
         buf += chunk
