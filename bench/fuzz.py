@@ -856,6 +856,8 @@ class Table:
             self.codecs[name] = neg.codec
             self.rib.peer_up(name, neg, Source(name, "172.16.100.2", 65100, "10.0.0.100"), ctx)
         self.up = False
+        self.exported = 0  # UPDATEs packed for the sinks
+        self.refused = 0  # routes a sink's Adj-RIB-Out could not send (too large for it)
 
     def peer_up(self, neg: Negotiated) -> None:
         ctx = ExportContext("fuzz-peer", neg.peer_as, US_AS, US_ID, neg.families, MpNextHop("172.16.1.1"))
@@ -878,6 +880,7 @@ class Table:
             codec = self.codecs.get(name)
             if codec is None:
                 continue
+            self.exported += len(chunks)
             for chunk in chunks:
                 if len(chunk) > codec.max_message:
                     problems.append(f"an UPDATE of {len(chunk)} octets for {name} (maximum {codec.max_message})")
@@ -893,6 +896,7 @@ class Table:
             out = self.rib.peers[name].rib_out
             # A route is refused for its size only: anything else is a route accepted from
             # one peer that the codec cannot send to another (decoding and encoding disagree).
+            self.refused += out.refused - before[name]
             if out.refused != before[name] and "the session allows" not in out.last_refused:
                 problems.append(f"accepted but cannot be sent to {name}: {out.last_refused}")
         return problems
@@ -920,6 +924,7 @@ class Stats:
     mutations: Counter = field(default_factory=Counter)
     findings: dict[str, Finding] = field(default_factory=dict)
     seconds: float = 0.0
+    table: Counter = field(default_factory=Counter)  # "exported" UPDATEs, "refused" routes (too large)
 
     @property
     def escapes(self) -> int:
@@ -1004,6 +1009,7 @@ class Fuzzer:
         if self.with_table and (self.table is None or self._since_table >= TABLE_RESET):
             if self.table is not None:
                 self.table.peer_down()
+                self._count_table()
             self.table = Table()
             self._since_table = 0
             self.pair = None
@@ -1134,6 +1140,12 @@ class Fuzzer:
             return
         self.stats.findings[key] = Finding(kind, place, detail, pair.profile.name, state.value, data, names)
 
+    def _count_table(self) -> None:
+        if self.table is not None:
+            self.stats.table["exported"] += self.table.exported
+            self.stats.table["refused"] += self.table.refused
+            self.table.exported = self.table.refused = 0
+
     def run(self, messages: int, progress: Callable[[Stats], None] | None = None, every: int = 100_000) -> Stats:
         start = time.monotonic()
         for i in range(messages):
@@ -1141,6 +1153,7 @@ class Fuzzer:
             if progress is not None and (i + 1) % every == 0:
                 self.stats.seconds = time.monotonic() - start
                 progress(self.stats)
+        self._count_table()
         self.stats.seconds = time.monotonic() - start
         return self.stats
 
@@ -1169,6 +1182,9 @@ def report(stats: Stats, out=sys.stdout) -> None:
     print(f"violations: {stats.violations}", file=out)
     print(f"messages/s: {rate:.0f}", file=out)
     print("outcomes: " + ", ".join(f"{k} {v}" for k, v in stats.outcomes.most_common()), file=out)
+    if stats.table:
+        print(f"table: {stats.table['exported']} UPDATEs exported, {stats.table['refused']} routes too large for "
+              f"a peer and not sent", file=out)
     for f in stats.findings.values():
         print(f"\n{f.kind.upper()} x{f.count}: {f.detail}", file=out)
         print(f"  mutations: {', '.join(f.mutations) or '-'}", file=out)

@@ -49,6 +49,13 @@ def test_the_mutator_produced_invalid_messages_that_were_rejected(stats):
     assert o["OpenSent->OpenConfirm"] >= 20, _text(stats)  # mutated OPENs that were acceptable
 
 
+def test_the_table_exported_what_it_accepted(stats):
+    # What the session accepted went through the RIB and out to two more peers; routes
+    # grown past 4096 octets were refused for the peer without extended messages (13).
+    assert stats.table["exported"] >= 100, _text(stats)
+    assert stats.table["refused"] >= 1, _text(stats)
+
+
 def test_every_mutation_was_used(stats):
     names = {name for name, _op in Mutator([]).ops} | {"concat"}
     assert names <= set(stats.mutations), names - set(stats.mutations)
