@@ -70,7 +70,7 @@ _ENTRY_KEYS = {"prefix", "ge", "le"}
 _EDIT_KEYS = {"add", "remove", "replace"}
 _U32 = 0xFFFFFFFF
 _WIDTH = {4: 32, 6: 128}
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")  # with fullmatch ("$" accepts a final newline)
 _YAML_NUMBER_HINT = ("is a number: quote it (\"65000:11\"); YAML reads unquoted "
                      "65000:11 as a base-60 number")
 
@@ -106,8 +106,9 @@ def _items(path: str, v: Any) -> list[tuple[str, Any]]:
 
 
 def _name(path: str, v: Any, what: str) -> str:
-    if not isinstance(v, str) or not _NAME.match(v):
-        _fail(path, v, f"is not a {what} name (letters, digits, '-', '_', '.', ':')")
+    if not isinstance(v, str) or not _NAME.fullmatch(v):
+        where = path.replace(v, repr(v)[1:-1]) if isinstance(v, str) and v else path  # the name is in the path
+        _fail(where, v, f"is not a {what} name (letters, digits, '-', '_', '.', ':')")
     return v
 
 

@@ -118,6 +118,7 @@ class ErrorCode(IntEnum):
     FSM = 5
     CEASE = 6
     ROUTE_REFRESH = 7  # RFC 7313
+    SEND_HOLD_TIMER_EXPIRED = 8  # RFC 9687
 
 
 class HeaderSubcode(IntEnum):

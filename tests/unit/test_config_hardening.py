@@ -103,3 +103,18 @@ def test_the_state_writer_never_follows_a_planted_link(tmp_path, monkeypatch):
     with pytest.raises(IntentError):
         store.save(target, State())
     assert victim.read_text() == "precious" and not target.exists()
+
+
+def test_policy_names_with_a_trailing_newline_are_refused():
+    from l3fab.speaker.policy import parse_policy_config
+
+    with pytest.raises(ConfigError) as e:
+        parse_policy_config({"policies": {"from-host\n": {"terms": []}}})
+    assert "from-host" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_send_hold_timer_notification_is_named():
+    from l3fab.speaker.wire.constants import ErrorCode
+    from l3fab.speaker.wire.notification import Notification
+
+    assert Notification(ErrorCode.SEND_HOLD_TIMER_EXPIRED, 0).describe() == "8/0 (send hold timer expired)"

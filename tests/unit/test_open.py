@@ -236,7 +236,8 @@ def test_hold_time_1_or_2_is_2_6(hold):
 
 @pytest.mark.parametrize("hold", [0, 3])
 def test_hold_time_0_or_3_is_accepted(hold):
-    s = _opensent()
+    # a peer's hold time 0 is accepted only where ours is 0 too (minimum hold time: issue 10, finding 8)
+    s = _opensent(**({"hold_time": 0} if hold == 0 else {}))
     s.data_received(_peer_open(hold=hold))
     assert s.state is State.OPENCONFIRM
     assert s.negotiated.hold_time == hold
