@@ -21,7 +21,8 @@ _NAMES = {
     (6, 0): "cease", (6, 1): "maximum number of prefixes reached", (6, 2): "administrative shutdown",
     (6, 3): "peer de-configured", (6, 4): "administrative reset", (6, 5): "connection rejected",
     (6, 6): "other configuration change", (6, 7): "connection collision resolution",
-    (6, 8): "out of resources", (6, 9): "hard reset", (7, 1): "invalid ROUTE-REFRESH message length", (8, 0): "send hold timer expired",
+    (6, 8): "out of resources", (6, 9): "hard reset", (7, 1): "invalid ROUTE-REFRESH message length",
+    (8, 0): "send hold timer expired",
 }
 
 
