@@ -34,6 +34,7 @@ log = logging.getLogger("l3fab.tenants")
 MAX_REJECTED = 10_000  # destinations listed in rejected
 MAX_LOGGED = 1_000  # refused next hops logged (once each)
 Decision = tuple[tuple[int, ...], str, bool]  # (kernel tables, reason, next hop refused as a SID)
+DecisionKey = tuple[ExtendedCommunities | None, RouteDistinguisher, str | None]  # (ext communities, rd, next hop)
 
 class VrfImporter:
     def __init__(self, policy: ImportPolicy, tables: dict[str, int], maximum_paths: int = 64) -> None:
@@ -45,7 +46,12 @@ class VrfImporter:
         # (table, prefix) -> {dest key: sids}
         self._vrf: dict[tuple[int, str], dict[VpnPrefix, tuple[str, ...]]] = {}
         # (extended communities, rd, next hop) -> (tables, reason, refused as a SID)
-        self._decisions: dict[tuple[ExtendedCommunities | None, RouteDistinguisher, str | None], Decision] = {}
+        # Entries are held by the destinations whose paths use them (reference counts) and
+        # dropped with the last one: a withdrawn route leaves no decision behind (issue 10,
+        # finding 20: every endpoint add/remove left one per SID).
+        self._decisions: dict[DecisionKey, Decision] = {}
+        self._refs: dict[DecisionKey, int] = {}
+        self._uses: dict[VpnPrefix, tuple[DecisionKey, ...]] = {}  # dest key -> decisions it holds
         # dest key -> reason: routes offered but not imported, or imported without a refused
         # multipath member; bounded (MAX_REJECTED)
         self.rejected: dict[VpnPrefix, str] = {}
@@ -53,20 +59,34 @@ class VrfImporter:
         self.sid_refusals = 0  # paths left out because their next hop cannot be a SID
         self._logged: set[str] = set()
 
-    def _decide(self, path: Path, rd: RouteDistinguisher) -> Decision:
+    def _decide(self, path: Path, rd: RouteDistinguisher, used: list[DecisionKey]) -> Decision:
         """(kernel tables, reason, next hop refused as a SID) for one path of a VPN destination
-        with route distinguisher ``rd``."""
+        with route distinguisher ``rd``; the decision's key is appended to ``used``."""
         ext = path.get(ExtendedCommunities)
         ck = (ext, rd, path.next_hop.address if path.next_hop else None)
+        used.append(ck)
         hit = self._decisions.get(ck)
         if hit is None:
             rts = ext.route_targets() if ext is not None else ()
             d = self.policy.decide(rts, rd, ck[2] or "")
             hit = (tuple(self.tables[v] for v in d.vrfs if v in self.tables), d.reason, d.sid_refused)
-            if len(self._decisions) > 100_000:
-                self._decisions.clear()
             self._decisions[ck] = hit
         return hit
+
+    def _hold(self, key: VpnPrefix, used: tuple[DecisionKey, ...]) -> None:
+        """``key`` now holds the decisions ``used``; those no destination holds any more go."""
+        refs = self._refs
+        for ck in used:
+            refs[ck] = refs.get(ck, 0) + 1
+        for ck in self._uses.pop(key, ()):
+            n = refs.get(ck, 0) - 1
+            if n > 0:
+                refs[ck] = n
+            else:
+                refs.pop(ck, None)
+                self._decisions.pop(ck, None)
+        if used:
+            self._uses[key] = used
 
     def _refused(self, key: VpnPrefix, next_hop: str, reason: str) -> None:
         self.sid_refusals += 1
@@ -81,7 +101,7 @@ class VrfImporter:
         elif key in self.rejected or len(self.rejected) < MAX_REJECTED:
             self.rejected[key] = reason
 
-    def _wanted(self, key: VpnPrefix, best: Path, multipath: tuple[Path, ...]
+    def _wanted(self, key: VpnPrefix, best: Path, multipath: tuple[Path, ...], used: list[DecisionKey]
                 ) -> tuple[tuple[int, ...], tuple[str, ...]] | None:
         """(kernel tables, SIDs) for a destination, or None; notes what was refused, and why.
 
@@ -96,7 +116,7 @@ class VrfImporter:
             if p.next_hop is None:
                 continue
             nh = p.next_hop.address
-            t, why, bad = self._decide(p, key.rd)
+            t, why, bad = self._decide(p, key.rd, used)
             if bad:
                 self._refused(key, nh, why)
                 refused.append(why)
@@ -120,10 +140,12 @@ class VrfImporter:
             key = cast(VpnPrefix, d.key)  # a VPN destination: (rd, prefix), no labels
             best = d.best
             want: tuple[tuple[int, ...], tuple[str, ...]] | None = None
+            used: list[DecisionKey] = []
             if best is None:
                 self.rejected.pop(key, None)  # gone: nothing to explain any more
             else:
-                want = self._wanted(key, best, d.multipath)
+                want = self._wanted(key, best, d.multipath, used)
+            self._hold(key, tuple(used))
             old = self._placed.get(key)
             if old == want:
                 continue
