@@ -292,8 +292,9 @@ def generator_config() -> dict:
     return {
         "router-id": "10.255.9.1", "asn": SENDER_AS, "fib": {"enabled": False},
         "neighbors": [
+            # min-hold-time 0: the kernel-nohold mode's host asks for hold time 0
             {"name": "hut", "address": HUT.address, "remote-as": HUT.asn, "families": ["ipv6", "vpnv4"],
-             "connect-retry": 1},
+             "connect-retry": 1, "min-hold-time": 0},
             {"name": "gobgpd", "address": GOBGPD.address, "remote-as": GOBGPD.asn, "families": ["vpnv4"],
              "connect-retry": 1},
         ],

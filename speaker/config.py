@@ -54,6 +54,9 @@ class NeighborConfig:
     host_locator: str | None = None
     keep_pre_policy: bool = False
     graceful_restart: bool = True
+    min_hold_time: int | None = None  # None: the session's default (3 s); 0 accepts a peer's hold time 0
+    send_hold_time: float | None = None  # None: RFC 9687's max(8 min, 2 x hold time)
+    max_send_buffer: int | None = None  # octets queued for the peer before the session closes; None: 32 MiB
 
     @property
     def unnumbered(self) -> bool:
@@ -99,7 +102,8 @@ class NodeConfig:
 _NEIGHBOR_KEYS = {"name", "address", "interface", "remote-as", "families", "passive", "hold-time",
                   "connect-retry", "port", "password", "ttl-security", "local-address", "description",
                   "addpath-receive", "route-reflector-client", "allowas-in", "import-policy", "export-policy",
-                  "max-prefix", "next-hop-self", "host-locator", "keep-pre-policy", "graceful-restart"}
+                  "max-prefix", "next-hop-self", "host-locator", "keep-pre-policy", "graceful-restart",
+                  "min-hold-time", "send-hold-time", "max-send-buffer"}
 _NODE_KEYS = {"router-id", "asn", "neighbors", "listen", "api-socket", "hostname", "role", "cluster-id",
               "maximum-paths", "multipath-relax", "always-compare-med", "mrai", "networks", "fib",
               "graceful-restart", "prefix-lists", "policies"}
@@ -178,7 +182,20 @@ def _neighbor(path: str, d: Any, defaults: dict) -> NeighborConfig:
         host_locator=host_locator,
         keep_pre_policy=_bool(f"{path}.keep-pre-policy", d.get("keep-pre-policy", False)),
         graceful_restart=_bool(f"{path}.graceful-restart", d.get("graceful-restart", True)),
+        min_hold_time=_min_hold(f"{path}.min-hold-time", d["min-hold-time"]) if "min-hold-time" in d else None,
+        send_hold_time=(_number(f"{path}.send-hold-time", d["send-hold-time"], max(hold, 1), 86400)
+                        if "send-hold-time" in d else None),
+        max_send_buffer=(_int(f"{path}.max-send-buffer", d["max-send-buffer"], 65536, 2**31)
+                         if "max-send-buffer" in d else None),
     )
+
+
+def _min_hold(path: str, v: Any) -> int:
+    """The smallest hold time a peer may ask for: 0 (a peer may switch keepalives off) or 3-65535."""
+    n = _int(path, v, 0, 65535)
+    if n in (1, 2):
+        raise ConfigError(path, v, "must be 0 or at least 3 seconds")
+    return n
 
 
 def _text(path: str, v: Any, longest: int, empty: bool = False) -> str:

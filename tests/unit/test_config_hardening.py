@@ -118,3 +118,13 @@ def test_send_hold_timer_notification_is_named():
     from l3fab.speaker.wire.notification import Notification
 
     assert Notification(ErrorCode.SEND_HOLD_TIMER_EXPIRED, 0).describe() == "8/0 (send hold timer expired)"
+
+
+def test_session_limits_are_configurable_per_neighbour():
+    n = parse_config(_node(**{"min-hold-time": 0, "send-hold-time": 600, "max-send-buffer": 1 << 20})).neighbors[0]
+    assert (n.min_hold_time, n.send_hold_time, n.max_send_buffer) == (0, 600.0, 1 << 20)
+    assert parse_config(_node()).neighbors[0].min_hold_time is None
+    for key, bad in (("min-hold-time", 2), ("send-hold-time", 1), ("max-send-buffer", 10)):
+        with pytest.raises(ConfigError) as e:
+            parse_config(_node(**{key: bad}))
+        assert str(e.value).startswith(f"neighbors[0].{key}: ")
