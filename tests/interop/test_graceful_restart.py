@@ -37,7 +37,10 @@ def test_leaf_restart_keeps_forwarding_state(lab, spines):
         assert leaf1.kernel_route(REMOTE) == before
         leaf1.l3fab.start()
         status = leaf1.l3fab.api("status")
-        assert status["restarting"] is True and status["fib"]["preserved_at_start"] >= 2, status
+        # restarting until it converged (RFC 4724; cleared at convergence, issue 10 finding 21):
+        # on a quiet lab the spines are back with End-of-RIB within tens of milliseconds
+        assert status["fib"]["preserved_at_start"] >= 2, repr(status)
+        assert status["restarting"] is True or status["converged"] is True, repr(status)
         wait_until(lambda: leaf1.l3fab.api("status")["converged"], 40, what="leaf1 converged after restart")
         wait_until(lambda: leaf1.established(), 30, what="leaf1 sessions back")
         out, _ = pinger.communicate(timeout=30)
